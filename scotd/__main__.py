@@ -1,0 +1,5 @@
+import sys
+
+from scotd.cli import main
+
+sys.exit(main())

@@ -1,0 +1,89 @@
+"""Self-consistency: majority vote over parsed labels, and accuracy for every vote count K.
+
+Tie-break (deterministic, documented): among labels with the most votes, the one whose first
+vote came earliest in sample order wins — so a vote over one sample is that sample's answer,
+and re-running on the same samples always gives the same winner. Unparseable samples (``None``)
+never vote; they are counted.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+PAPER_KS = (1, 3, 5, 10, 20, 30)
+
+
+@dataclass(frozen=True)
+class Vote:
+    """Outcome of one vote.
+
+    ``share`` is the winner's votes over ALL samples drawn (unparseable ones included), an honest
+    confidence; ``counts`` is ordered by votes, then by first appearance.
+    """
+
+    label: str | None
+    counts: dict[str, int] = field(default_factory=dict)
+    share: float = 0.0
+    n_samples: int = 0
+    n_unparseable: int = 0
+
+
+def vote(labels: Sequence[str | None]) -> Vote:
+    """Majority vote over ``labels`` (``None`` = unparseable)."""
+    counts: dict[str, int] = {}
+    first_seen: dict[str, int] = {}
+    for i, label in enumerate(labels):
+        if label is None:
+            continue
+        counts[label] = counts.get(label, 0) + 1
+        first_seen.setdefault(label, i)
+    n_unparseable = sum(1 for label in labels if label is None)
+    if not counts:
+        return Vote(None, {}, 0.0, len(labels), n_unparseable)
+    ordered = sorted(counts, key=lambda lab: (-counts[lab], first_seen[lab]))
+    winner = ordered[0]
+    return Vote(
+        label=winner,
+        counts={lab: counts[lab] for lab in ordered},
+        share=counts[winner] / len(labels),
+        n_samples=len(labels),
+        n_unparseable=n_unparseable,
+    )
+
+
+def _scored(
+    samples: Sequence[Sequence[str | None]], golds: Sequence[str | None]
+) -> Iterable[tuple[Sequence[str | None], str]]:
+    if len(samples) != len(golds):
+        raise ValueError(f"{len(samples)} sample lists but {len(golds)} gold labels")
+    return ((s, g) for s, g in zip(samples, golds, strict=True) if g is not None)
+
+
+def maj_at_k(
+    samples: Sequence[Sequence[str | None]], golds: Sequence[str | None], ks: Iterable[int] = PAPER_KS
+) -> dict[int, float]:
+    """Accuracy of the vote over each question's FIRST k samples, for every k ≤ the fewest drawn.
+
+    Questions without gold are skipped. One set of N samples gives maj@k for all k ≤ N.
+    """
+    pairs = list(_scored(samples, golds))
+    if not pairs:
+        return {}
+    n_min = min(len(s) for s, _ in pairs)
+    return {
+        k: sum(vote(s[:k]).label == g for s, g in pairs) / len(pairs)
+        for k in sorted(set(ks))
+        if 1 <= k <= n_min
+    }
+
+
+def any_correct(samples: Sequence[Sequence[str | None]], golds: Sequence[str | None]) -> float:
+    """Upper bound of voting: the share of questions where at least one sample is right."""
+    pairs = list(_scored(samples, golds))
+    return sum(g in s for s, g in pairs) / len(pairs) if pairs else 0.0
+
+
+def unparseable_rate(samples: Sequence[Sequence[str | None]]) -> float:
+    total = sum(len(s) for s in samples)
+    return sum(x is None for s in samples for x in s) / total if total else 0.0
