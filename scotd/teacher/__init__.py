@@ -1,0 +1,1 @@
+"""The teacher side of SCoTD: sampling chains of thought from an OpenAI-compatible server."""

@@ -1,0 +1,7 @@
+"""``scotd teacher-sim``: an OpenAI-compatible teacher server that misbehaves like real providers.
+
+Modules: ``config`` (``TeacherSimConfig``), ``server`` (the aiohttp app), ``backends`` (what the
+teacher writes), ``synthetic_cot`` (the synthetic task's chain writer), ``replay`` (recorded PaLM
+chains for CSQA), ``limits`` (RPM/TPM windows), ``textops`` (tokens, stop, logprobs),
+``process`` (run it as a subprocess in tests and pipelines), ``cli`` (the stage entrypoint).
+"""

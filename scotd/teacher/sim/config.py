@@ -1,0 +1,69 @@
+"""``TeacherSimConfig``: every knob of the embedded teacher server, as YAML keys and ``--flags``."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from scotd.config import StageConfig
+from scotd.teacher.sim.synthetic_cot import DEFAULT_ERROR_RATE
+
+Backend = Literal["auto", "synthetic", "replay"]
+FAULTS = ("500", "502", "503", "hang", "drop", "malformed")
+
+
+class TeacherSimConfig(StageConfig):
+    """Server, teacher, limits and faults of ``scotd teacher-sim``; all randomness from ``seed``."""
+
+    host: str = Field("127.0.0.1", description="interface to bind")
+    port: int = Field(8000, ge=0, le=65535, description="port to bind; 0 picks a free one")
+    backend: Backend = Field(
+        "auto",
+        description="synthetic | replay | auto (synthetic if the question parses, else replay if "
+        "recorded, else an uninformative fallback chain)",
+    )
+    data_dir: str | None = Field(None, description="shared data dir for replay (else $SCOTD_DATA_DIR)")
+    model_name: str = Field("scotd-teacher-sim", description="model id listed by /v1/models")
+    seed: int = Field(0, description="seeds sampling, latency jitter and fault draws")
+    error_rate: float = Field(
+        DEFAULT_ERROR_RATE, ge=0, le=0.9, description="synthetic teacher's per-step mistake rate at T=1"
+    )
+    max_n: int = Field(128, ge=1, description="largest n per request; more is a 400 (as OpenAI)")
+    context_tokens: int = Field(8192, ge=1, description="prompt + max_tokens budget; over it is a 400")
+    rpm: int = Field(0, ge=0, description="requests per minute; 0 = unlimited")
+    tpm: int = Field(0, ge=0, description="tokens (prompt + completions) per minute; 0 = unlimited")
+    window_s: float = Field(
+        60.0, gt=0, le=3600, description="sliding window; capacity scales as rpm*window_s/60"
+    )
+    latency_base_ms: float = Field(50.0, ge=0, le=60_000, description="latency of every OK response")
+    latency_per_token_ms: float = Field(
+        1.0, ge=0, le=1000, description="extra latency per token of the longest sample"
+    )
+    latency_jitter: float = Field(0.2, ge=0, le=1, description="latency is scaled by 1 +/- this, uniformly")
+    fault_500: float = Field(0.0, ge=0, le=1, description="probability of HTTP 500 per request")
+    fault_502: float = Field(0.0, ge=0, le=1, description="probability of HTTP 502 per request")
+    fault_503: float = Field(0.0, ge=0, le=1, description="probability of HTTP 503 per request")
+    fault_hang: float = Field(0.0, ge=0, le=1, description="probability of hanging hang_s, then dropping")
+    fault_drop: float = Field(0.0, ge=0, le=1, description="probability of closing the connection unanswered")
+    fault_malformed: float = Field(0.0, ge=0, le=1, description="probability of a 200 with truncated JSON")
+    hang_s: float = Field(30.0, ge=0, le=600, description="how long a hanging request sleeps before dropping")
+    api_key_env: str | None = Field(
+        None, description="NAME of the env var holding the expected bearer key; unset = no auth"
+    )
+    idempotency: bool = Field(
+        True, description="honour Idempotency-Key: a repeated key gets the first answer again, unbilled"
+    )
+    summary_interval_s: float = Field(30.0, gt=0, description="at most one INFO summary per interval")
+
+    @model_validator(mode="after")
+    def _fault_rates_sum_to_at_most_one(self) -> TeacherSimConfig:
+        total = sum(self.fault_rate(f) for f in FAULTS)
+        if total > 1:
+            raise ValueError(
+                f"fault rates sum to {total:.3f}; they are exclusive per request and must sum to <= 1"
+            )
+        return self
+
+    def fault_rate(self, fault: str) -> float:
+        return float(getattr(self, f"fault_{fault}"))

@@ -1,0 +1,231 @@
+"""The aiohttp app of ``scotd teacher-sim``: an OpenAI-compatible server that misbehaves on purpose.
+
+Order of a generation request, each step able to end it:
+
+1. auth: with ``api_key_env`` set, a missing/wrong ``Authorization: Bearer`` is a 401;
+2. validation: a bad body, ``n > max_n`` or a too-long context is a 400;
+3. faults, drawn from the seeded RNG before any work and never billed: 500 / 502 / 503,
+   hang (sleep ``hang_s``, then drop), drop (close the connection unanswered), malformed
+   (200 with a truncated JSON body);
+4. generation (instant; see ``backends``), then the provider's ``stop`` / ``max_tokens`` cut;
+5. admission to the RPM/TPM window with the request's full token cost, else a 429;
+   (a repeated ``Idempotency-Key`` skips 3-7 and gets the first answer again, unbilled);
+6. latency: ``base + per_token x longest sample``, jittered, slept without blocking;
+7. the 200 response, billed in ``/stats``.
+
+Every ``/v1`` response carries the ``x-ratelimit-*`` headers of the limits that are set. Keys are
+never logged or echoed. ``/stats`` and ``/stats/reset`` are unauthenticated local admin routes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import json
+import logging
+import random
+import time
+from typing import Any
+
+from aiohttp import web
+
+from scotd.teacher.sim.backends import Teacher
+from scotd.teacher.sim.config import FAULTS, TeacherSimConfig
+from scotd.teacher.sim.idempotency import IdempotencyCache
+from scotd.teacher.sim.limits import SlidingWindowLimiter, retry_headers
+from scotd.teacher.sim.openai_api import ApiError, GenRequest, parse_request, response_body
+from scotd.teacher.sim.replay import ReplayStore
+from scotd.teacher.sim.stats import Stats, request_identity
+from scotd.teacher.sim.textops import chat_logprobs, completion_logprobs, cut, token_logprobs
+
+log = logging.getLogger(__name__)
+
+_SERVER_ERRORS = {
+    "500": ("The server had an error while processing your request. Sorry about that!", "server_error"),
+    "502": ("Bad gateway.", "server_error"),
+    "503": ("The engine is currently overloaded, please try again later.", "server_error"),
+}
+
+
+class TeacherSim:
+    """Holds the config, the teacher, the limiter, the stats and the seeded RNGs of one server."""
+
+    def __init__(self, config: TeacherSimConfig, replay: ReplayStore, api_key: str | None = None) -> None:
+        self.config = config
+        self._api_key = api_key
+        self.teacher = Teacher(config.backend, config.error_rate, replay)
+        self.limiter = SlidingWindowLimiter(config.rpm, config.tpm, config.window_s)
+        self.stats = Stats()
+        self.idempotency = IdempotencyCache() if config.idempotency else None
+        # Separate streams so turning on faults does not change what the teacher writes.
+        self._sample_rng = random.Random(f"{config.seed}:samples")
+        self._fault_rng = random.Random(f"{config.seed}:faults")
+        self._latency_rng = random.Random(f"{config.seed}:latency")
+        self._last_summary = time.monotonic()
+
+    def app(self) -> web.Application:
+        app = web.Application(client_max_size=32 * 1024 * 1024)
+        app.router.add_post("/v1/completions", self.completions)
+        app.router.add_post("/v1/chat/completions", self.chat_completions)
+        app.router.add_get("/v1/models", self.models)
+        app.router.add_get("/stats", self.get_stats)
+        app.router.add_post("/stats/reset", self.reset_stats)
+        app.on_response_prepare.append(self._add_limit_headers)
+        return app
+
+    async def _add_limit_headers(self, request: web.Request, response: web.StreamResponse) -> None:
+        if request.path.startswith("/v1/"):
+            for name, value in self.limiter.headers().items():
+                response.headers.setdefault(name, value)
+
+    # --- routes -------------------------------------------------------------------------------
+
+    async def completions(self, request: web.Request) -> web.StreamResponse:
+        return await self._generate(request, chat=False)
+
+    async def chat_completions(self, request: web.Request) -> web.StreamResponse:
+        return await self._generate(request, chat=True)
+
+    async def models(self, request: web.Request) -> web.StreamResponse:
+        denied = self._check_auth(request)
+        if denied is not None:
+            return denied
+        model = {"id": self.config.model_name, "object": "model", "created": 0, "owned_by": "scotd"}
+        return web.json_response({"object": "list", "data": [model]})
+
+    async def get_stats(self, request: web.Request) -> web.StreamResponse:
+        return web.json_response(self.stats.snapshot())
+
+    async def reset_stats(self, request: web.Request) -> web.StreamResponse:
+        self.stats.reset()
+        return web.json_response({"reset": True})
+
+    # --- the generation pipeline --------------------------------------------------------------
+
+    def _error(
+        self, request: web.Request, err: ApiError, outcome: str, headers: dict[str, str] | None = None
+    ) -> web.Response:
+        self.stats.record(outcome)
+        log.debug("%s -> %d %s", request.path, err.status, err.code or err.type)
+        return web.json_response(err.body(), status=err.status, headers=headers)
+
+    def _check_auth(self, request: web.Request) -> web.Response | None:
+        if self._api_key is None:
+            return None
+        given = request.headers.get("Authorization", "")
+        expected = f"Bearer {self._api_key}"
+        if hmac.compare_digest(given.encode(), expected.encode()):
+            return None
+        err = ApiError(401, "Incorrect API key provided.", "invalid_request_error", None, "invalid_api_key")
+        return self._error(request, err, "401")
+
+    async def _generate(self, request: web.Request, *, chat: bool) -> web.StreamResponse:
+        denied = self._check_auth(request)
+        if denied is not None:
+            return denied
+        try:
+            body = json.loads(await request.read())
+        except (ValueError, UnicodeDecodeError):
+            return self._error(
+                request, ApiError(400, "the body is not valid JSON", "invalid_request_error"), "400"
+            )
+        try:
+            req = parse_request(
+                body, chat=chat, max_n=self.config.max_n, context_tokens=self.config.context_tokens
+            )
+        except ApiError as err:
+            return self._error(request, err, "400")
+        key = request.headers.get("Idempotency-Key")
+        identity = request_identity(key, body)
+        if self.idempotency is None or not key:
+            return await self._attempt(request, req, identity, chat)
+        stored = await self.idempotency.claim(key)
+        if stored is not None:
+            self.stats.record("replay")
+            return web.json_response(stored)
+        answered: dict[str, Any] | None = None
+        try:
+            response = await self._attempt(request, req, identity, chat)
+            if isinstance(response, web.Response) and response.status == 200 and response.body is not None:
+                try:
+                    answered = json.loads(bytes(response.body))  # type: ignore[arg-type]
+                except ValueError:
+                    answered = None  # a malformed fault: nothing was answered
+            return response
+        finally:
+            self.idempotency.release(key, answered)
+
+    async def _attempt(
+        self, request: web.Request, req: GenRequest, identity: str, chat: bool
+    ) -> web.StreamResponse:
+        fault = self._draw_fault()
+        if fault is not None:
+            return await self._fault(request, fault, chat)
+        return await self._answer(request, req, identity)
+
+    def _draw_fault(self) -> str | None:
+        u, edge = self._fault_rng.random(), 0.0
+        for fault in FAULTS:
+            edge += self.config.fault_rate(fault)
+            if u < edge:
+                return fault
+        return None
+
+    async def _fault(self, request: web.Request, fault: str, chat: bool) -> web.StreamResponse:
+        if fault in _SERVER_ERRORS:
+            message, type_ = _SERVER_ERRORS[fault]
+            return self._error(request, ApiError(int(fault), message, type_), fault)
+        self.stats.record(fault)
+        log.debug("%s -> fault %s", request.path, fault)
+        if fault == "malformed":
+            obj = "chat.completion" if chat else "text_completion"
+            truncated = f'{{"id": "cmpl-truncated", "object": "{obj}", "choices": [{{"index": 0, "te'
+            return web.Response(status=200, body=truncated.encode(), content_type="application/json")
+        if fault == "hang":
+            await asyncio.sleep(self.config.hang_s)
+        # hang and drop: close the connection without a response (aiohttp then writes nothing).
+        if request.transport is not None:
+            request.transport.abort()
+        return web.Response(status=500)
+
+    async def _answer(self, request: web.Request, req: GenRequest, identity: str) -> web.StreamResponse:
+        rng = random.Random(f"seed:{req.seed}:{req.prompt}") if req.seed is not None else self._sample_rng
+        generation = self.teacher.generate(req.prompt, req.n, req.temperature, rng, run_on=not req.chat)
+        cuts = [cut(s.text, req.stop, req.max_tokens) for s in generation.samples]
+        completion_tokens = sum(len(c.tokens) for c in cuts)
+        rejection = self.limiter.admit(req.prompt_tokens + completion_tokens)
+        if rejection is not None:
+            err = ApiError(429, rejection.message, rejection.kind, None, "rate_limit_exceeded")
+            return self._error(request, err, "429", retry_headers(rejection.retry_after_s))
+        logprobs: list[dict[str, Any] | None] = [None] * len(cuts)
+        if req.top_logprobs is not None:
+            build = chat_logprobs if req.chat else completion_logprobs
+            logprobs = [
+                build(
+                    c.tokens,
+                    token_logprobs(c.tokens, random.Random(s.logprob_seed), s.mean_nll),
+                    req.top_logprobs,
+                )
+                for c, s in zip(cuts, generation.samples, strict=True)
+            ]
+        await asyncio.sleep(self._latency_s(max((len(c.tokens) for c in cuts), default=0)))
+        body = response_body(req, cuts, logprobs)
+        self.stats.bill(identity, generation.backend, req.prompt_tokens, completion_tokens)
+        log.debug(
+            "%s n=%d backend=%s tokens=%d+%d",
+            request.path, req.n, generation.backend, req.prompt_tokens, completion_tokens,
+        )  # fmt: skip
+        self._maybe_summarise()
+        return web.json_response(body)
+
+    def _latency_s(self, longest_tokens: int) -> float:
+        cfg = self.config
+        base_ms = cfg.latency_base_ms + cfg.latency_per_token_ms * longest_tokens
+        jitter = 1 + cfg.latency_jitter * self._latency_rng.uniform(-1, 1)
+        return max(0.0, base_ms * jitter / 1000)
+
+    def _maybe_summarise(self) -> None:
+        now = time.monotonic()
+        if now - self._last_summary >= self.config.summary_interval_s:
+            self._last_summary = now
+            log.info("teacher-sim: %s", self.stats.summary())
