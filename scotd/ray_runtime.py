@@ -1,0 +1,36 @@
+"""Starting or joining Ray the same way in every stage.
+
+Under ``ray job submit`` (``RAY_ADDRESS`` set) we join the cluster. Locally we start one with
+more logical CPUs than cores: on a 2-core machine Ray otherwise deadlocks silently as soon as
+two stages (e.g. Ray Data actors + a Train worker) each want a whole CPU.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+
+log = logging.getLogger(__name__)
+
+LOCAL_ENV = {
+    "RAY_USAGE_STATS_ENABLED": "0",
+    # Keep a local cluster on 127.0.0.1 (otherwise Ray binds to the machine's external address).
+    "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",
+}
+
+
+def init_ray(num_cpus: int | None = None) -> None:
+    """Idempotent: connect to ``$RAY_ADDRESS`` if set, else start a local loopback cluster."""
+    import ray
+
+    if ray.is_initialized():
+        return
+    for k, v in LOCAL_ENV.items():
+        os.environ.setdefault(k, v)
+    if os.environ.get("RAY_ADDRESS"):
+        ray.init(log_to_driver=True)
+        return
+    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    cpus = num_cpus or max(8, 4 * (os.cpu_count() or 1))
+    log.info("starting a local Ray cluster on 127.0.0.1 with %d logical CPUs", cpus)
+    ray.init(num_cpus=cpus, include_dashboard=False, log_to_driver=True, _node_ip_address="127.0.0.1")

@@ -1,0 +1,90 @@
+"""``SampleConfig``: everything ``scotd sample`` needs, validated before any call is made."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from scotd.config import StageConfig
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class TeacherEndpoint(_Section):
+    base_url: str = Field("http://127.0.0.1:8000/v1", description="OpenAI-compatible base URL (…/v1)")
+    model: str = Field("scotd-teacher-sim", description="teacher model name as the endpoint knows it")
+    api: Literal["completions", "chat"] = Field("completions", description="which OpenAI API to call")
+    api_key_env: str = Field("OPENAI_API_KEY", description="NAME of the env var holding the API key")
+    max_n: int = Field(
+        128, ge=1, description="largest n the endpoint accepts; bigger n is split into requests"
+    )
+    timeout_s: float = Field(60.0, gt=0, description="per-request timeout")
+    max_retries: int = Field(6, ge=0, description="retries of 5xx / timeouts / dropped connections")
+    max_rate_limit_retries: int = Field(50, ge=0, description="bound on 429 retries of one request")
+    backoff_base_s: float = Field(0.5, gt=0)
+    backoff_max_s: float = Field(30.0, gt=0)
+    idempotency_keys: bool = Field(True, description="send the request key as Idempotency-Key")
+
+
+class Limits(_Section):
+    rpm: float = Field(0.0, ge=0, description="provider requests/min (0 = learn from x-ratelimit headers)")
+    tpm: float = Field(0.0, ge=0, description="provider tokens/min (0 = learn from x-ratelimit headers)")
+    safety: float = Field(0.95, gt=0, le=1, description="fraction of the limit to pace at")
+    burst_s: float = Field(1.0, gt=0, description="seconds of unused credit a bucket may hold")
+
+
+class Budget(_Section):
+    max_cost_usd: float | None = Field(None, ge=0, description="stop cleanly before spending more")
+    max_total_tokens: int | None = Field(None, ge=0, description="stop cleanly before using more tokens")
+    prompt_price_per_1k: float | None = Field(
+        None, ge=0, description="USD per 1k prompt tokens (default: table)"
+    )
+    completion_price_per_1k: float | None = Field(None, ge=0, description="USD per 1k completion tokens")
+
+
+class SamplerPool(_Section):
+    num_samplers: int = Field(2, ge=1, description="sampler actors (each an asyncio client)")
+    requests_per_batch: int = Field(8, ge=1, description="requests one Ray Data batch sends concurrently")
+    batches_in_flight: int = Field(4, ge=1, description="batches each actor works on at once")
+    num_cpus: float = Field(0.25, gt=0, description="CPUs reserved per sampler actor")
+
+
+class SampleConfig(StageConfig):
+    task: str = Field("synthetic", description="csqa | openbookqa | quarel | synthetic | jsonl:PATH")
+    split: Literal["train", "validation", "test"] = "train"
+    limit: int | None = Field(None, ge=1, description="first N questions of the split")
+    data_dir: str | None = Field(
+        None, description="task data directory (default $SCOTD_DATA_DIR, ../shared/data)"
+    )
+    seed: int = Field(0, description="seed of the synthetic task")
+    n: int = Field(30, ge=1, description="chains of thought per question")
+    temperature: float = Field(1.0, ge=0, le=2)
+    top_p: float = Field(1.0, gt=0, le=1)
+    max_tokens: int = Field(256, ge=1)
+    stop: str | None = Field("\n\n", description="stop sequence")
+    logprobs: bool = Field(True, description="ask for token log-probs (kept when the endpoint gives them)")
+    prompt_set: str | None = Field(None, description="demonstrations to use (default: the task's own)")
+    out: str = Field(
+        "outputs/sample/{task}-{split}", description="output dir or URI ({task}, {split} filled in)"
+    )
+    dry_run: bool = Field(False, description="print requests, tokens and cost; call nothing")
+    progress: bool = Field(True, description="progress bar")
+    teacher: TeacherEndpoint = TeacherEndpoint()
+    limits: Limits = Limits()
+    budget: Budget = Budget()
+    pool: SamplerPool = SamplerPool()
+
+    @field_validator("task")
+    @classmethod
+    def _known_task(cls, value: str) -> str:
+        from scotd.tasks import task_spec
+
+        task_spec(value)  # raises UnknownTask naming the choices
+        return value
+
+    def out_dir(self) -> str:
+        task = self.task.replace("jsonl:", "jsonl-").replace("/", "_")
+        return self.out.format(task=task, split=self.split)
