@@ -5,3 +5,10 @@ imports, so the teacher, the evaluator and the server always agree on what an an
 """
 
 __version__ = "0.1.0"
+
+import os as _os
+
+# Before anything imports Ray: keep local clusters on 127.0.0.1 (Ray otherwise binds to the
+# machine's external address) and send no usage stats. Explicit settings win.
+_os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+_os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")

@@ -20,7 +20,8 @@ LOCAL_ENV = {
 
 
 def init_ray(num_cpus: int | None = None) -> None:
-    """Idempotent: connect to ``$RAY_ADDRESS`` if set, else start a local loopback cluster."""
+    """Idempotent: connect to ``$RAY_ADDRESS`` if set (``auto`` = the cluster on this machine),
+    else start a local loopback cluster of our own."""
     import ray
 
     if ray.is_initialized():
@@ -33,4 +34,6 @@ def init_ray(num_cpus: int | None = None) -> None:
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     cpus = num_cpus or max(8, 4 * (os.cpu_count() or 1))
     log.info("starting a local Ray cluster on 127.0.0.1 with %d logical CPUs", cpus)
-    ray.init(num_cpus=cpus, include_dashboard=False, log_to_driver=True, _node_ip_address="127.0.0.1")
+    # address="local": a new cluster of our own, even if another one runs on this machine
+    # (set RAY_ADDRESS=auto to join that one instead).
+    ray.init(address="local", num_cpus=cpus, include_dashboard=False, log_to_driver=True, _node_ip_address="127.0.0.1")

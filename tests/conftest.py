@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 
@@ -34,30 +35,39 @@ def _free_port() -> int:
 
 
 @pytest.fixture(scope="session")
-def ray_address(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
-    """One local Ray head for the whole session (``ray start``), on 127.0.0.1, oversubscribed.
+def ray_address():  # type: ignore[no-untyped-def]
+    """One local Ray head for the whole session, on 127.0.0.1, oversubscribed (8 logical CPUs).
 
-    Drivers in subprocesses join it through ``RAY_ADDRESS``; the test process joins with
-    ``ray.init(address=...)``. Stopped with ``ray stop`` at the end.
+    ``ray start --block`` runs in its own process group, so teardown stops exactly this cluster
+    (``ray stop`` would stop every Ray cluster on the machine). Drivers in subprocesses join it
+    through ``RAY_ADDRESS``; the test process joins with ``ray.init(address=...)``.
     """
+    import signal
     import subprocess
     import sys
+    import time
 
     port = _free_port()
     ray_bin = str(Path(sys.executable).with_name("ray"))
     env = {**os.environ, "RAY_AUTH_MODE": "disabled"}
+    env.pop("RAY_ADDRESS", None)
     cmd = [
-        ray_bin,
-        "start",
-        "--head",
-        f"--port={port}",
-        "--num-cpus=8",
-        "--node-ip-address=127.0.0.1",
-        "--include-dashboard=false",
-        "--disable-usage-stats",
-    ]
-    subprocess.run(cmd, check=True, env=env, timeout=120, capture_output=True)
+        ray_bin, "start", "--head", "--block", f"--port={port}", "--num-cpus=8", "--node-ip-address=127.0.0.1",
+        "--include-dashboard=false", f"--dashboard-port={_free_port()}", f"--ray-client-server-port={_free_port()}",
+        f"--dashboard-agent-listen-port={_free_port()}", "--disable-usage-stats",
+    ]  # fmt: skip
+    proc = subprocess.Popen(
+        cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+    )
     address = f"127.0.0.1:{port}"
+    deadline = time.monotonic() + 120
+    while subprocess.run(
+        [ray_bin, "status", f"--address={address}"], env=env, capture_output=True, timeout=60
+    ).returncode:
+        if time.monotonic() > deadline or proc.poll() is not None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            pytest.fail(f"the local Ray head did not start within 120 s (exit {proc.poll()})")
+        time.sleep(1)
     os.environ["RAY_ADDRESS"] = address
     try:
         yield address
@@ -67,7 +77,12 @@ def ray_address(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-un
         if ray.is_initialized():
             ray.shutdown()
         os.environ.pop("RAY_ADDRESS", None)
-        subprocess.run([ray_bin, "stop", "--force"], env=env, timeout=120, capture_output=True)
+        os.killpg(proc.pid, signal.SIGTERM)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(timeout=30)
+        # Workers and raylet share the group; anything left gets SIGKILL.
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
 
 
 @pytest.fixture(scope="session")
