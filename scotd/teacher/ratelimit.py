@@ -9,7 +9,10 @@ response arrives the estimate is reconciled with the real ``usage`` (the differe
 Buckets refill at ``safety × limit`` and hold at most ``burst_s`` seconds of credit, so over any
 provider window the client sends at most ``safety × limit + burst`` — below the limit, yet close
 enough that the provider's limit, not the client, sets throughput. A 429 pauses every caller for
-the provider's ``Retry-After``. Limits come from the config or, when unset, from the provider's
+the provider's ``Retry-After`` and, because providers often enforce limits over windows shorter
+than a minute (where "95% + one request" can overflow), also cuts the pace by 10% (never below
+half) and drops saved credit; each paid answer then wins back 0.05% of the limit, up to
+``safety`` — additive increase, multiplicative decrease. Limits come from the config or, when unset, from the provider's
 ``x-ratelimit-limit-*`` headers; until those arrive only one call is in flight.
 """
 
@@ -22,16 +25,31 @@ from dataclasses import asdict, dataclass, field
 from typing import Literal
 
 Decision = Literal["granted", "budget", "aborted"]
+DECREASE = 0.9  # pace multiplier after a 429
+INCREASE = 0.0005  # pace regained per paid answer, as a fraction of the ceiling
 
 
 @dataclass
 class Bucket:
-    """A debt-allowed token bucket: ``level`` refills at ``rate``/s up to ``capacity``."""
+    """A debt-allowed token bucket: ``level`` refills at ``rate``/s up to ``capacity``.
+
+    ``rate`` moves between ``ceiling / 2`` and ``ceiling`` (= safety x limit): down 10% on a 429,
+    up by ``ceiling x INCREASE`` per paid answer.
+    """
 
     rate: float
     capacity: float
     level: float = 0.0
     stamp: float = field(default_factory=time.monotonic)
+    ceiling: float = 0.0
+
+    def slow_down(self, now: float) -> None:
+        self.refill(now)
+        self.rate = max(self.ceiling / 2, self.rate * DECREASE)
+        self.level = min(self.level, 0.0)
+
+    def speed_up(self) -> None:
+        self.rate = min(self.ceiling, self.rate + self.ceiling * INCREASE)
 
     def refill(self, now: float) -> None:
         self.level = min(self.capacity, self.level + (now - self.stamp) * self.rate)
@@ -103,6 +121,8 @@ class RateLimiter:
         self._reservations: dict[int, tuple[int, float]] = {}
         self._next_id = 0
         self._learned = asyncio.Event()
+        self._changed = asyncio.Event()  # set when a refund, a 429 or new limits may change a wait
+        self._slowed_until = 0.0  # one 429 burst (calls already in flight) is one slow-down
 
     def _set_limits(self, rpm: float, tpm: float) -> None:
         now = time.monotonic()
@@ -115,7 +135,7 @@ class RateLimiter:
             return None
         rate = self.safety * per_minute / 60.0
         # Start empty: no burst at start-up, a full provider window must pass before any credit.
-        return Bucket(rate=rate, capacity=max(rate * self.burst_s, 1.0), level=0.0, stamp=now)
+        return Bucket(rate=rate, capacity=max(rate * self.burst_s, 1.0), level=0.0, stamp=now, ceiling=rate)
 
     async def acquire(self, est_tokens: int, est_cost_usd: float = 0.0) -> Grant:
         """Wait until a call with this estimate may be sent; reserve its tokens and cost.
@@ -146,8 +166,11 @@ class RateLimiter:
                     continue
                 if wait <= 0:
                     break
-                # Re-check at least every second: a 429 may extend the pause meanwhile.
-                await asyncio.sleep(min(wait, 1.0))
+                # Wake early when a refund arrives (the wait was computed on the full estimate);
+                # re-check at least every second, as a 429 may extend the pause meanwhile.
+                self._changed.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._changed.wait(), timeout=min(wait, 1.0))
             now = time.monotonic()
             if self._requests:
                 self._requests.level -= 1
@@ -202,6 +225,10 @@ class RateLimiter:
         if actual > 0:
             s.ok += 1
             s.last_ok_at = time.time()
+            for bucket in (self._requests, self._tokens):
+                if bucket:
+                    bucket.speed_up()
+        self._changed.set()
 
     def rate_limited(self, retry_after_s: float) -> None:
         """A 429 arrived: pause every caller for ``retry_after_s``."""
@@ -211,6 +238,14 @@ class RateLimiter:
         if until > self._paused_until:
             self.stats.paused_s += until - max(now, self._paused_until)
             self._paused_until = until
+        if now >= self._slowed_until:
+            # The other calls in flight at this moment may hit the same full window: slow down
+            # once for all of them, not once each.
+            self._slowed_until = now + max(1.0, retry_after_s)
+            for bucket in (self._requests, self._tokens):
+                if bucket:
+                    bucket.slow_down(now)
+        self._changed.set()
 
     def observe_limits(self, rpm: float, tpm: float) -> None:
         """Provider-reported limits (``x-ratelimit-limit-*``, 0 when absent) from a first response.
@@ -220,6 +255,7 @@ class RateLimiter:
         if self._learn and not self._learned.is_set():
             self._set_limits(rpm, tpm)
             self._learned.set()
+            self._changed.set()
 
     def abort(self, reason: str) -> None:
         """Stop admitting calls for good (bad credentials): every waiter returns ``aborted``."""

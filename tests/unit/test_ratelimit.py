@@ -104,3 +104,19 @@ def test_secret_never_shows() -> None:
     assert s.reveal() == "sk-live-123"
     with pytest.raises(ValueError):
         RateLimiter(safety=0)
+
+
+def test_429_slows_the_pace_and_paid_answers_win_it_back() -> None:
+    async def scenario() -> tuple[float, float, float]:
+        limiter = RateLimiter(rpm=600, safety=1.0)
+        assert limiter._requests is not None
+        ceiling = limiter._requests.rate
+        limiter.rate_limited(0.0)
+        slowed = limiter._requests.rate
+        for _ in range(400):  # 400 paid answers x 0.05% = +20% of the ceiling, capped
+            limiter.complete(-1, 1, 0)
+        return ceiling, slowed, limiter._requests.rate
+
+    ceiling, slowed, recovered = asyncio.run(scenario())
+    assert slowed == pytest.approx(0.9 * ceiling)
+    assert recovered == pytest.approx(ceiling)  # 0.05% per paid answer, capped at the ceiling
