@@ -26,6 +26,18 @@ STAGES: dict[str, tuple[str, str]] = {
         "scotd.corpus_cli",
         "filter sampled chains into a training set (all | correct | balanced, dedup, N)",
     ),
+    "distill": (
+        "scotd.distill_cli",
+        "train a student on a corpus: Ray Train, FSDP2/DDP, resumable, HF export",
+    ),
+    "eval": (
+        "scotd.evaluation.cli",
+        "sample K rationales per question from a model, vote, report (vLLM or HF)",
+    ),
+    "serve": (
+        "scotd.serve_cli",
+        "serve the voting student on Ray Serve (/v1/answer + OpenAI-compatible API)",
+    ),
     "pipeline": (
         "scotd.pipeline_cli",
         "the whole method in one command (embedded teacher + synthetic task by default)",

@@ -36,4 +36,10 @@ def init_ray(num_cpus: int | None = None) -> None:
     log.info("starting a local Ray cluster on 127.0.0.1 with %d logical CPUs", cpus)
     # address="local": a new cluster of our own, even if another one runs on this machine
     # (set RAY_ADDRESS=auto to join that one instead).
-    ray.init(address="local", num_cpus=cpus, include_dashboard=False, log_to_driver=True, _node_ip_address="127.0.0.1")
+    ray.init(
+        address="local",
+        num_cpus=cpus,
+        include_dashboard=False,
+        log_to_driver=True,
+        _node_ip_address="127.0.0.1",
+    )

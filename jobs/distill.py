@@ -1,0 +1,20 @@
+"""Distillation as a Ray job: ``ray job submit --working-dir . -- python jobs/distill.py --config ...``.
+
+Flags are ``scotd distill``'s (the same typed ``DistillConfig``), e.g.
+``python jobs/distill.py --config jobs/configs/distill_synthetic.yaml --num-workers 4 --use-gpu true``.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+
+from scotd.cli import main as scotd_main
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return scotd_main(["distill", *(sys.argv[1:] if argv is None else argv)])
+
+
+if __name__ == "__main__":
+    sys.exit(main())
