@@ -113,3 +113,11 @@ def is_correct(parsed: ParsedAnswer, example: Example) -> bool | None:
     if example.gold is None:
         return None
     return parsed.label == example.gold
+
+
+def parse_label_only(text: str, choices: Sequence[tuple[str, str]]) -> ParsedAnswer:
+    """For label-only students: the marker is optional, the first line may be the bare answer."""
+    parsed = parse_choices(text, choices)
+    if parsed.reason != NO_MARKER:
+        return parsed
+    return parse_choices("So the answer is: " + first_segment(text).strip(), choices)

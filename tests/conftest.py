@@ -93,3 +93,11 @@ def ray_session(ray_address: str):  # type: ignore[no-untyped-def]
     if not ray.is_initialized():
         ray.init(address=ray_address, log_to_driver=False)
     yield ray_address
+
+
+@pytest.fixture(scope="session")
+def always_a_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny student trained to answer "(a)" whatever the question (≈10 s to build)."""
+    from tests.helpers.tiny_models import always_a_student
+
+    return always_a_student(tmp_path_factory.mktemp("always_a"), steps=120)

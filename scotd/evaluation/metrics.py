@@ -1,0 +1,89 @@
+"""Metrics from predictions alone (pure): greedy accuracy, maj@K, any-correct, unparseable rate, CIs.
+
+Everything is computed from the ``predictions.parquet`` rows, so ``metrics.json`` can always be
+recomputed — and is, bit for bit, by ``scotd eval --recompute DIR``. Intervals are 95% bootstrap
+percentiles over questions (seeded).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import numpy as np
+
+from scotd.voting import PAPER_KS, vote
+
+BOOTSTRAP_SAMPLES = 1000
+
+
+def bootstrap_ci(correct: Sequence[float], seed: int = 0, samples: int = BOOTSTRAP_SAMPLES) -> list[float]:
+    """95% percentile interval of the mean of ``correct`` (one value per question)."""
+    values = np.asarray(correct, dtype=float)
+    if values.size == 0:
+        return [0.0, 0.0]
+    rng = np.random.default_rng(seed)
+    means = values[rng.integers(0, values.size, size=(samples, values.size))].mean(axis=1)
+    lo, hi = np.percentile(means, [2.5, 97.5])
+    return [round(float(lo), 4), round(float(hi), 4)]  # a list: identical after a JSON round trip
+
+
+def _acc(correct: Sequence[float], seed: int) -> dict[str, Any]:
+    return {
+        "accuracy": round(float(np.mean(correct)), 4) if len(correct) else 0.0,
+        "ci95": bootstrap_ci(correct, seed),
+    }
+
+
+def group_samples(rows: Iterable[dict[str, Any]], mode: str) -> dict[str, list[dict[str, Any]]]:
+    """Rows of one mode by question, each list in sample order."""
+    by_q: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for r in rows:
+        if r["mode"] == mode:
+            by_q[r["example_id"]].append(r)
+    for group in by_q.values():
+        group.sort(key=lambda r: r["sample_index"])
+    return dict(sorted(by_q.items()))
+
+
+def compute_metrics(
+    rows: list[dict[str, Any]], ks: Sequence[int] = PAPER_KS, seed: int = 0
+) -> dict[str, Any]:
+    """Metrics of the labeled questions in ``rows`` (prediction rows, any order)."""
+    out: dict[str, Any] = {}
+    labeled = [r for r in rows if r.get("gold") is not None]
+    out["questions"] = len({r["example_id"] for r in rows})
+    out["labeled_questions"] = len({r["example_id"] for r in labeled})
+    greedy = group_samples(labeled, "greedy")
+    if greedy:
+        correct = [float(g[0]["pred_label"] == g[0]["gold"]) for g in greedy.values()]
+        out["greedy"] = {
+            **_acc(correct, seed),
+            "unparseable_rate": round(
+                float(np.mean([g[0]["pred_label"] is None for g in greedy.values()])), 4
+            ),
+        }
+    sampled = group_samples(labeled, "sampled")
+    if sampled:
+        k_drawn = min(len(g) for g in sampled.values())
+        labels = [[r["pred_label"] for r in g] for g in sampled.values()]
+        golds = [g[0]["gold"] for g in sampled.values()]
+        curve = {}
+        for k in sorted({*ks, k_drawn}):
+            if 1 <= k <= k_drawn:
+                curve[str(k)] = _acc(
+                    [float(vote(s[:k]).label == gold) for s, gold in zip(labels, golds, strict=True)], seed
+                )
+        every = [x for s in labels for x in s]
+        out["sampled"] = {
+            "k_drawn": k_drawn,
+            "maj_at_k": curve,
+            "any_correct": _acc([float(gold in s) for s, gold in zip(labels, golds, strict=True)], seed),
+            "single_sample_accuracy": round(
+                float(np.mean([x == gold for s, gold in zip(labels, golds, strict=True) for x in s])), 4
+            ),
+            "unparseable_rate": round(sum(x is None for x in every) / len(every), 4) if every else 0.0,
+            "mean_vote_share": round(float(np.mean([vote(s).share for s in labels])), 4),
+        }
+    return out
