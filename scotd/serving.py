@@ -1,0 +1,150 @@
+"""What the served student does with one request — pure, shared with evaluation (no Ray, no FastAPI).
+
+``/v1/answer``: build the ``Example`` the same way every stage does, write the student prompt with
+``scotd.prompts``, parse each of the K generations with ``scotd.parsing`` and vote with
+``scotd.voting``. The Serve application (``serve/app.py``) only moves these objects over HTTP.
+"""
+
+from __future__ import annotations
+
+import string
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from scotd import prompts
+from scotd.config import StageConfig
+from scotd.evaluation.engines import Generation
+from scotd.parsing import parse_choices, parse_label_only
+from scotd.tasks.schema import Example
+from scotd.voting import vote
+
+
+class ServeConfig(StageConfig):
+    model: str = Field(
+        "outputs/distill/synthetic/export", description="HF model dir (a `scotd distill` export)"
+    )
+    task: str = Field(
+        "synthetic", description="prompt layout of this task (csqa, openbookqa, quarel, synthetic)"
+    )
+    engine: Literal["auto", "hf", "vllm"] = "auto"
+    dtype: str = "float32"
+    label_only: bool = Field(False, description="the model answers with the label alone")
+    default_votes: int = Field(10, ge=1)
+    max_votes: int = Field(32, ge=1, description="upper bound of K per request")
+    default_temperature: float = Field(0.7, ge=0, le=2)
+    max_new_tokens: int = Field(128, ge=1)
+    max_question_chars: int = Field(2000, ge=1)
+    max_choices: int = Field(10, ge=2)
+    max_choice_chars: int = Field(200, ge=1)
+    max_body_bytes: int = Field(65536, ge=1024, description="bigger requests get a 413")
+    request_timeout_s: float = Field(60.0, gt=0, description="per-request deadline; past it a 504")
+    auth_token_env: str | None = Field(
+        None, description="NAME of the env var holding the bearer token; unset = no auth"
+    )
+    batching: bool = Field(True, description="batch concurrent requests in the model replica (@serve.batch)")
+    max_batch_size: int = Field(8, ge=1)
+    batch_wait_timeout_s: float = Field(0.02, ge=0)
+    threads: int | None = Field(None, ge=1, description="torch threads per hf replica")
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=0, le=65535)
+
+
+class Choice(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    label: str = Field(min_length=1, max_length=3)
+    text: str = Field(min_length=1)
+
+
+class AnswerRequest(BaseModel):
+    """``POST /v1/answer``. Limits come from the server's ``ServeConfig`` (checked in ``validate_limits``)."""
+
+    model_config = ConfigDict(extra="forbid")
+    question: str = Field(description="the question, without its choices")
+    choices: list[str | Choice] = Field(
+        description="answer choices: strings (labelled a, b, ...) or {label, text}"
+    )
+    votes: int | None = Field(None, description="K sampled rationales to vote over")
+    temperature: float | None = Field(None, ge=0, le=2)
+    rationales: bool = Field(False, description="return every rationale with its parsed answer")
+
+    @field_validator("question")
+    @classmethod
+    def _question(cls, v: str) -> str:
+        if not v.strip():
+            raise ValueError("question must not be empty")
+        return v.strip()
+
+    @model_validator(mode="after")
+    def _labels(self) -> AnswerRequest:
+        labels = [c.label if isinstance(c, Choice) else None for c in self.choices]
+        given = [lab for lab in labels if lab is not None]
+        if len(set(given)) != len(given):
+            raise ValueError(f"choice labels must be unique, got {given}")
+        return self
+
+    def validate_limits(self, cfg: ServeConfig) -> list[str]:
+        """Problems with this request under the server's limits (empty when fine)."""
+        errors = []
+        if len(self.question) > cfg.max_question_chars:
+            errors.append(
+                f"question is {len(self.question)} characters; the limit is {cfg.max_question_chars}"
+            )
+        if not 2 <= len(self.choices) <= cfg.max_choices:
+            errors.append(f"{len(self.choices)} choices given; between 2 and {cfg.max_choices} are accepted")
+        for i, c in enumerate(self.choices):
+            text = c.text if isinstance(c, Choice) else c
+            if not text.strip():
+                errors.append(f"choice {i} is empty")
+            elif len(text) > cfg.max_choice_chars:
+                errors.append(f"choice {i} is {len(text)} characters; the limit is {cfg.max_choice_chars}")
+        k = self.votes if self.votes is not None else cfg.default_votes
+        if not 1 <= k <= cfg.max_votes:
+            errors.append(f"votes must be between 1 and {cfg.max_votes}, got {k}")
+        return errors
+
+    def example(self, task: str) -> Example:
+        pairs = [
+            (c.label, c.text.strip()) if isinstance(c, Choice) else (string.ascii_lowercase[i], c.strip())
+            for i, c in enumerate(self.choices)
+        ]
+        return Example(id="request", task=task, split="serve", question=self.question, choices=tuple(pairs))
+
+
+def answer(
+    example: Example, generations: list[Generation], *, label_only: bool, with_rationales: bool, model: str
+) -> dict[str, Any]:
+    """Parse and vote K generations into the ``/v1/answer`` response body."""
+    parse = parse_label_only if label_only else parse_choices
+    parsed = [parse(g.text, example.choices) for g in generations]
+    result = vote([p.label for p in parsed])
+    body: dict[str, Any] = {
+        "answer": result.label,
+        "answer_text": example.choice_text(result.label) if result.label is not None else None,
+        "confidence": round(result.share, 4),
+        "votes": result.counts,
+        "unparseable": result.n_unparseable,
+        "samples": result.n_samples,
+        "model": model,
+    }
+    if with_rationales:
+        body["rationales"] = [
+            {"text": g.text, "answer": p.label, "parse_error": p.reason}
+            for g, p in zip(generations, parsed, strict=True)
+        ]
+    return body
+
+
+def prompt_for(example: Example) -> str:
+    return prompts.student_prompt(example)
+
+
+def chat_prompt(messages: list[dict[str, Any]]) -> str:
+    """The last user message as a student prompt: used as-is when it is already ``Q: ...``."""
+    content = next((str(m.get("content") or "") for m in reversed(messages) if m.get("role") == "user"), "")
+    content = content.strip()
+    if not content:
+        raise ValueError("messages must contain a non-empty user message")
+    if not content.startswith("Q:"):
+        content = f"Q: {content}"
+    return f"{content} " if content.endswith("A:") else f"{content}\nA: "
