@@ -225,17 +225,7 @@ class AnswerAPI:
         )
         if prompt is None or not prompt.strip():
             return _error(422, "prompt must be one non-empty string")
-        if body.n > self.cfg.max_votes:
-            return _error(422, f"n must be at most {self.cfg.max_votes}")
-        gens = await self._generate(
-            prompt,
-            body.n,
-            body.temperature,
-            min(body.max_tokens or self.cfg.max_new_tokens, self.cfg.max_new_tokens),
-        )
-        if isinstance(gens, JSONResponse):
-            return gens
-        return self._openai_body("text_completion", gens, chat=False)
+        return await self._openai_reply(prompt, body, chat=False)
 
     @api.post("/v1/chat/completions")
     async def chat(self, request: Request) -> Any:
@@ -246,17 +236,17 @@ class AnswerAPI:
             prompt = chat_prompt(body.messages)
         except ValueError as e:
             return _error(422, str(e))
+        return await self._openai_reply(prompt, body, chat=True)
+
+    async def _openai_reply(self, prompt: str, body: CompletionRequest | ChatRequest, chat: bool) -> Any:
+        """Generate ``n`` samples for an OpenAI-style request and shape the reply."""
         if body.n > self.cfg.max_votes:
             return _error(422, f"n must be at most {self.cfg.max_votes}")
-        gens = await self._generate(
-            prompt,
-            body.n,
-            body.temperature,
-            min(body.max_tokens or self.cfg.max_new_tokens, self.cfg.max_new_tokens),
-        )
+        max_new = min(body.max_tokens or self.cfg.max_new_tokens, self.cfg.max_new_tokens)
+        gens = await self._generate(prompt, body.n, body.temperature, max_new)
         if isinstance(gens, JSONResponse):
             return gens
-        return self._openai_body("chat.completion", gens, chat=True)
+        return self._openai_body("chat.completion" if chat else "text_completion", gens, chat=chat)
 
     def _openai_body(self, obj: str, gens: list[Generation], chat: bool) -> dict[str, Any]:
         choices = [
