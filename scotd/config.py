@@ -20,6 +20,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
 
 C = TypeVar("C", bound="StageConfig")
+M = TypeVar("M", bound=BaseModel)
 
 # Provider key shapes (OpenAI, Anthropic, HF, bearer tokens): a value like this in a config is a leak.
 _SECRET_LIKE = re.compile(r"^(sk-[A-Za-z0-9_\-]{8,}|hf_[A-Za-z0-9]{16,}|Bearer\s+\S+)")
@@ -167,10 +168,22 @@ def load_config(cls: type[C], path: str | Path | None = None, overrides: dict[st
         raise ConfigError(_explain(e, cls, source)) from None
 
 
-def _explain(error: ValidationError, cls: type[BaseModel], source: str) -> str:
+def validate_section(cls: type[M], data: dict[str, Any], section: str) -> M:
+    """Validate one stage's section of a bigger config (``distill:`` in the pipeline's YAML).
+
+    Raises ``ValueError`` whose message names each bad key with the section in front
+    (``unknown key 'distill.lrr' (did you mean 'lr'?)``).
+    """
+    try:
+        return cls.model_validate(data)
+    except ValidationError as e:
+        raise ValueError(_explain(e, cls, f"the {section!r} section", prefix=f"{section}.")) from None
+
+
+def _explain(error: ValidationError, cls: type[BaseModel], source: str, prefix: str = "") -> str:
     lines = [f"invalid {cls.__name__} ({source}):"]
     for err in error.errors():
-        key = ".".join(str(p) for p in err["loc"])
+        key = prefix + ".".join(str(p) for p in err["loc"])
         if err["type"] == "extra_forbidden":
             owner = _owner(cls, [str(p) for p in err["loc"][:-1]])
             valid = list(owner.model_fields) if owner else []

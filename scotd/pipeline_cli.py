@@ -14,30 +14,42 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from scotd.pipeline import run_pipeline
+    from scotd.evaluation.report import results_table
+    from scotd.pipeline import PipelineNotReady, run_pipeline
+    from scotd.pipeline_report import headline_lines
     from scotd.sampling.run import TeacherAuthError, TeacherUnreachable
+    from scotd.student.factory import StudentUnavailable
     from scotd.tasks import DataUnavailable, UnknownTask
 
     try:
         cfg = config_from_args(PipelineConfig, args)
         results = run_pipeline(cfg)
-    except (ConfigError, UnknownTask, DataUnavailable, ValueError, TeacherAuthError, TeacherUnreachable) as e:
+    except (
+        ConfigError,
+        PipelineNotReady,
+        UnknownTask,
+        DataUnavailable,
+        StudentUnavailable,
+        TeacherAuthError,
+        TeacherUnreachable,
+        ValueError,
+    ) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     t = results["teacher"]
     if t.get("dry_run"):
         print(
-            f"dry run: {t['requests']} teacher requests, {t['samples']} samples, cost ≤ ${t['max_cost_usd']:.4f}"
+            f"dry run: {t['requests']} teacher requests ({t['already_in_ledger']} already paid for), "
+            f"{t['samples']} samples, {t['est_prompt_tokens']:,} prompt tokens, "
+            f"≤ {t['max_completion_tokens']:,} completion tokens, cost ≤ ${t['max_cost_usd']:.2f}"
         )
         return 0
     print(
-        f"\nteacher: {t['samples']} chains for {t['questions']} questions, accuracy {t['teacher_accuracy']:.1%}, "
-        f"parse rate {t['parse_rate']:.1%}, {t['requests_this_run']['made']} requests this run"
+        f"\nteacher: {t['samples']:,} chains for {t['questions']:,} questions, per-chain accuracy "
+        f"{t['teacher_accuracy']:.1%}, {t['requests_this_run']['made']} requests this run"
     )
-    print(f"{'corpus':<12} {'rows':>7} {'questions':>10} {'uniq/q':>7} {'distinct-2':>10}")
-    for name, c in results["corpora"].items():
-        print(
-            f"{name:<12} {c['kept']:>7} {c['questions_kept']:>10} {c['unique_rationales_per_question']:>7} {c['distinct_2']:>10}"
-        )
-    print(f"\noutputs: {cfg.out}")
+    print(results_table({s["label"]: s["eval"] for s in results["students"].values()}))
+    for line in headline_lines(results):
+        print(f"- {line}")
+    print(f"\ntotal {results['run']['wall_s']:.0f} s; report: {cfg.out}/report.md")
     return 0

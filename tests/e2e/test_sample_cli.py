@@ -70,4 +70,5 @@ def test_bad_config_fails_before_any_call(tmp_path: Path) -> None:
 def test_pipeline_dry_run_prints_the_cost(tmp_path: Path) -> None:
     out = _scotd("pipeline", "--dry-run", "true", "--train-questions", "50", "--out", str(tmp_path / "p"))
     assert out.returncode == 0, out.stderr[-2000:]
-    assert "dry run: 50 teacher requests, 1500 samples" in out.stdout
+    assert "dry run: 50 teacher requests (0 already paid for), 1500 samples" in out.stdout
+    assert not (tmp_path / "p" / "teacher" / "ledger").exists()

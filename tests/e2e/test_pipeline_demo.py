@@ -1,0 +1,109 @@
+"""`scotd pipeline` end to end at reduced size: embedded teacher → corpora → 3 students → eval → report.
+
+A real subprocess as a user runs it, on the session's local Ray cluster; then a re-run that must
+buy nothing, train nothing and reuse every evaluation, and one that redoes exactly the evaluation
+whose outputs were removed. (At this size — 120 steps — the students are too undertrained for
+SCoTD's win over label-only to hold reliably, so the test checks structure and reuse, not the win;
+the full-size demo's numbers are in the README.)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+pytestmark = [pytest.mark.ray, pytest.mark.timeout(900)]
+
+SMALL = {
+    "train_questions": 120,
+    "eval_questions": 40,
+    "n": 30,
+    "n_ablation": [1],
+    "distill": {
+        "max_steps": 120,
+        "checkpoint_every_steps": 60,
+        "eval_every_steps": 60,
+        "log_every_steps": 20,
+    },
+    "eval": {"votes": 5, "ks": [1, 3, 5]},
+    "progress": False,
+}
+
+
+def _pipeline(config: Path, out: Path) -> tuple[subprocess.CompletedProcess[str], dict[str, Any]]:
+    proc = subprocess.run(
+        [sys.executable, "-m", "scotd", "pipeline", "--config", str(config), "--out", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=780,
+        env=dict(os.environ),
+    )
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    return proc, json.loads((out / "results.json").read_text())
+
+
+def test_demo_pipeline_small_then_resume(ray_address: str, tmp_path: Path) -> None:
+    config = tmp_path / "small.yaml"
+    config.write_text(yaml.safe_dump(SMALL))
+    out = tmp_path / "run"
+    first, r = _pipeline(config, out)
+
+    # Teacher: 120 questions x 30 chains, bought once.
+    assert r["teacher"]["questions"] == 120 and r["teacher"]["samples"] == 3600
+    assert r["teacher"]["requests_this_run"]["made"] == r["teacher"]["requests_planned"] > 0
+    students = r["students"]
+    assert list(students) == ["scotd", "scotd_n1", "label_only"]
+    assert [s["label"] for s in students.values()] == ["SCoTD (N=30)", "SCoTD (N=1)", "label-only"]
+    # Same questions for the N=30 corpus and label-only; N=1 keeps one chain per question.
+    assert students["scotd"]["corpus"]["questions_kept"] == students["label_only"]["corpus"]["questions_kept"]
+    assert students["scotd_n1"]["corpus"]["kept"] == students["scotd_n1"]["corpus"]["questions_kept"]
+    assert students["scotd"]["corpus"]["kept"] > 10 * students["scotd_n1"]["corpus"]["kept"]
+    for s in students.values():
+        t, e = s["train"], s["eval"]
+        assert t["final_step"] == 120 and t["trained_steps_this_run"] == 120, s["label"]
+        assert t["train_loss_last"] < t["train_loss_first"] - 1.0, s["label"]
+        assert e["questions"] == 40 and e["sampled"]["k_drawn"] == 5
+        assert set(e["sampled"]["maj_at_k"]) == {"1", "3", "5"}
+        assert 0.0 <= e["greedy"]["accuracy"] <= 1.0 and not s["eval_reused"]
+    assert set(r["headline"]["comparisons"]) == {"scotd_vs_scotd_n1", "scotd_vs_label_only"}
+    assert r["run"]["wall_s"] >= sum(r["run"]["stage_s"].values()) * 0.99
+
+    report = (out / "report.md").read_text()
+    for part in (
+        "# SCoTD on `synthetic` (supervised)",
+        "## Accuracy (%) with 95% bootstrap intervals",
+        "| SCoTD (N=30) |",
+        "| SCoTD (N=1) |",
+        "| label-only |",
+        "SCoTD (N=30) vs label-only:",
+        "![vote curve](vote_curve.png)",
+        "![N ablation](n_ablation.png)",
+        "## Training",
+        "| **total** |",
+    ):
+        assert part in report, part
+    for png in ("vote_curve.png", "n_ablation.png"):
+        assert (out / png).read_bytes()[:4] == b"\x89PNG"
+    assert "| model | greedy | maj@1 | maj@3 | maj@5 |" in first.stdout
+
+    # Re-run: nothing bought, nothing trained, every evaluation reused, the same numbers.
+    _, again = _pipeline(config, out)
+    assert again["teacher"]["requests_this_run"]["made"] == 0
+    assert all(s["train"]["trained_steps_this_run"] == 0 for s in again["students"].values())
+    assert all(s["eval_reused"] for s in again["students"].values())
+    assert again["headline"] == r["headline"]
+
+    # Remove one evaluation: only that one is redone (same model, same seeds → same greedy score).
+    shutil.rmtree(out / "eval" / "label_only")
+    _, third = _pipeline(config, out)
+    assert [s["eval_reused"] for s in third["students"].values()] == [True, True, False]
+    assert third["teacher"]["requests_this_run"]["made"] == 0
+    assert third["students"]["label_only"]["eval"]["greedy"] == r["students"]["label_only"]["eval"]["greedy"]

@@ -1,0 +1,103 @@
+"""The pipeline's report from stage results alone: headline comparisons, targets, paper columns, plots."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from scotd import storage
+from scotd.pipeline import PipelineConfig, students
+from scotd.pipeline_report import assemble, compare, headline_lines, rebuild_report, write_report
+
+
+def _acc(a: float, half: float = 0.05) -> dict[str, Any]:
+    return {"accuracy": a, "ci95": [round(a - half, 4), round(a + half, 4)]}
+
+
+def _metrics(greedy: float, voted: float) -> dict[str, Any]:
+    return {
+        "questions": 300,
+        "labeled_questions": 300,
+        "greedy": {**_acc(greedy), "unparseable_rate": 0.0},
+        "sampled": {
+            "k_drawn": 30,
+            "maj_at_k": {"1": _acc(voted - 0.1), "30": _acc(voted)},
+            "any_correct": _acc(0.99),
+            "single_sample_accuracy": 0.6,
+            "unparseable_rate": 0.05,
+            "mean_vote_share": 0.7,
+        },
+        "run": {"temperature": 0.7},
+    }
+
+
+def _results(task: str, setting: str, scores: dict[str, tuple[float, float]]) -> dict[str, Any]:
+    cfg = PipelineConfig(task=task, setting=setting, n_ablation=[1])
+    plan = students(cfg)
+    corpus = {"kept": 900, "questions_kept": 100}
+    train = {
+        "final_step": 800,
+        "train_loss_first": 5.0,
+        "train_loss_last": 0.2,
+        "val_loss_last": 0.3,
+        "wall_s": 200.0,
+    }
+    teacher = {
+        "teacher_model": "sim",
+        "questions": 100,
+        "samples": 3000,
+        "teacher_accuracy": 0.7,
+        "parse_rate": 0.9,
+    }
+    return assemble(
+        cfg,
+        plan,
+        teacher,
+        {s.key: corpus for s in plan},
+        {s.key: train for s in plan},
+        {s.key: _metrics(*scores[s.key]) for s in plan},
+        {"teacher": 30.0, "distill:scotd": 200.0},
+        600.0,
+    )
+
+
+def test_compare_needs_a_gap_between_the_intervals() -> None:
+    assert compare(_acc(0.9), _acc(0.5)) == {"diff_points": 40.0, "intervals_separated": True}
+    assert compare(_acc(0.55), _acc(0.5)) == {"diff_points": 5.0, "intervals_separated": False}
+
+
+def test_demo_targets_on_the_headline_metric() -> None:
+    r = _results(
+        "synthetic", "supervised", {"scotd": (0.9, 0.93), "scotd_n1": (0.87, 0.6), "label_only": (0.45, 0.4)}
+    )
+    c = r["headline"]["comparisons"]
+    assert r["headline"]["metric"] == "greedy"
+    assert c["scotd_vs_label_only"]["target_met"] is True
+    # +3 points greedy: below the 5-point target, and the intervals overlap.
+    assert c["scotd_vs_scotd_n1"]["diff_points"] == 3.0 and c["scotd_vs_scotd_n1"]["target_met"] is False
+    lines = headline_lines(r)
+    assert (
+        "SCoTD (N=30) vs label-only: +45.0 points (greedy), 95% intervals apart; target ≥ 15 points: met"
+        in lines
+    )
+    assert any("MISSED" in line and "SCoTD (N=1)" in line for line in lines)
+    assert r["paper"] is None
+
+
+def test_few_shot_headline_is_self_consistency_and_real_tasks_sit_beside_the_paper(tmp_path: Path) -> None:
+    r = _results(
+        "csqa", "few-shot", {"scotd": (0.5, 0.6), "scotd_n1": (0.4, 0.45), "label_only": (0.55, 0.5)}
+    )
+    assert r["headline"]["metric"] == "maj@30"
+    assert "target_met" not in r["headline"]["comparisons"]["scotd_vs_label_only"]
+    out = storage.location(str(tmp_path))
+    write_report(out, r)
+    report = (tmp_path / "report.md").read_text()
+    assert "## Beside the paper (few-shot, facebook/opt-1.3b student" in report
+    assert "| SCoTD | 60.0 | 64.7 |" in report and "| label-only | 50.0 | 62.7 |" in report
+    assert "| 1 | 45.0 | 53.4 |" in report and "| 30 | 60.0 | 64.7 |" in report
+    for png in ("vote_curve.png", "n_ablation.png"):
+        assert (tmp_path / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    (tmp_path / "report.md").unlink()
+    assert rebuild_report(str(tmp_path))["headline"] == r["headline"]
+    assert (tmp_path / "report.md").read_text() == report
