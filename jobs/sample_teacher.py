@@ -10,6 +10,11 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Sequence
+from pathlib import Path
+
+# Run as `python jobs/<x>.py` (e.g. `ray job submit --working-dir . -- ...`): import scotd from this
+# checkout, so the job works on a cluster where it is not pip-installed.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from scotd.cli import main as scotd_main
 

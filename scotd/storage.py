@@ -7,8 +7,10 @@ durable and atomic (write a temp file, fsync, rename); object stores make a PUT 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import posixpath
+import shutil
 import uuid
 from dataclasses import dataclass
 
@@ -96,3 +98,39 @@ def list_files(loc: Location, relpath: str = "", suffix: str = "") -> list[str]:
 def delete(loc: Location, relpath: str) -> None:
     with contextlib.suppress(FileNotFoundError, OSError):
         loc.fs.delete_file(loc.join(relpath))
+
+
+def local_dir(uri_or_path: str, cache_dir: str | None = None) -> str:
+    """A local directory with the files of ``uri_or_path`` (e.g. a model export on ``s3://``).
+
+    Anything that is not a URI (a path, a hub id) is returned unchanged, a ``file://`` URI as its
+    path. A remote URI is copied once per node into ``cache_dir``
+    (default ``$SCOTD_CACHE_DIR``, else ``~/.cache/scotd``), under a name that changes when any
+    file's size or modification time does, so an overwritten export is fetched again. Concurrent
+    callers on one node (several replicas) each copy to a temporary directory; the first rename wins.
+    """
+    if "://" not in uri_or_path:
+        return uri_or_path
+    loc = location(uri_or_path)
+    if loc.is_local:
+        return loc.path
+    listing = sorted(
+        (i.path, i.size, i.mtime_ns)
+        for i in loc.fs.get_file_info(pafs.FileSelector(loc.path, recursive=True))
+        if i.type == pafs.FileType.File
+    )
+    if not listing:
+        raise FileNotFoundError(f"{loc.uri} holds no files")
+    key = hashlib.sha256(repr((loc.uri, listing)).encode()).hexdigest()[:16]
+    root = cache_dir or os.environ.get("SCOTD_CACHE_DIR") or os.path.expanduser("~/.cache/scotd")
+    dest = os.path.join(root, f"{posixpath.basename(loc.path) or 'dir'}-{key}")
+    if os.path.isdir(dest):
+        return dest
+    os.makedirs(root, exist_ok=True)
+    tmp = f"{dest}.tmp-{uuid.uuid4().hex}"
+    pafs.copy_files(loc.path, tmp, source_filesystem=loc.fs, destination_filesystem=pafs.LocalFileSystem())
+    try:
+        os.rename(tmp, dest)
+    except OSError:  # another caller finished first
+        shutil.rmtree(tmp, ignore_errors=True)
+    return dest

@@ -25,7 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from ray import serve
 from ray.serve.handle import DeploymentHandle
 
-from scotd import secrets
+from scotd import secrets, storage
 from scotd.evaluation.engines import Generation, build_engine, resolve_engine
 from scotd.serving import AnswerRequest, ServeConfig, answer, chat_prompt, prompt_for
 
@@ -54,7 +54,7 @@ class StudentModel:
         self.cfg = ServeConfig.model_validate(cfg)
         self.engine = build_engine(
             self.cfg.engine,
-            self.cfg.model,
+            storage.local_dir(self.cfg.model),  # an s3:// / gs:// export is copied to this node once
             batch_size=64,
             dtype=self.cfg.dtype,
             seed=0,

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
 from pathlib import Path
 
@@ -26,14 +25,6 @@ def shared_data() -> Path:
     return SHARED_DATA
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture(scope="session")
 def ray_address():  # type: ignore[no-untyped-def]
     """One local Ray head for the whole session, on 127.0.0.1, oversubscribed (8 logical CPUs).
@@ -42,47 +33,18 @@ def ray_address():  # type: ignore[no-untyped-def]
     (``ray stop`` would stop every Ray cluster on the machine). Drivers in subprocesses join it
     through ``RAY_ADDRESS``; the test process joins with ``ray.init(address=...)``.
     """
-    import signal
-    import subprocess
-    import sys
-    import time
+    from tests.helpers.ray_head import local_head
 
-    port = _free_port()
-    ray_bin = str(Path(sys.executable).with_name("ray"))
-    env = {**os.environ, "RAY_AUTH_MODE": "disabled"}
-    env.pop("RAY_ADDRESS", None)
-    cmd = [
-        ray_bin, "start", "--head", "--block", f"--port={port}", "--num-cpus=8", "--node-ip-address=127.0.0.1",
-        "--include-dashboard=false", f"--dashboard-port={_free_port()}", f"--ray-client-server-port={_free_port()}",
-        f"--dashboard-agent-listen-port={_free_port()}", "--disable-usage-stats",
-    ]  # fmt: skip
-    proc = subprocess.Popen(
-        cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
-    )
-    address = f"127.0.0.1:{port}"
-    deadline = time.monotonic() + 120
-    while subprocess.run(
-        [ray_bin, "status", f"--address={address}"], env=env, capture_output=True, timeout=60
-    ).returncode:
-        if time.monotonic() > deadline or proc.poll() is not None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            pytest.fail(f"the local Ray head did not start within 120 s (exit {proc.poll()})")
-        time.sleep(1)
-    os.environ["RAY_ADDRESS"] = address
-    try:
-        yield address
-    finally:
-        import ray
+    with local_head(num_cpus=8) as head:
+        os.environ["RAY_ADDRESS"] = head.address
+        try:
+            yield head.address
+        finally:
+            import ray
 
-        if ray.is_initialized():
-            ray.shutdown()
-        os.environ.pop("RAY_ADDRESS", None)
-        os.killpg(proc.pid, signal.SIGTERM)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            proc.wait(timeout=30)
-        # Workers and raylet share the group; anything left gets SIGKILL.
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
+            if ray.is_initialized():
+                ray.shutdown()
+            os.environ.pop("RAY_ADDRESS", None)
 
 
 @pytest.fixture(scope="session")

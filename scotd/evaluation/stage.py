@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 
+from scotd import storage
 from scotd.evaluation.engines import EngineName, build_engine
 
 # Output columns, one row per generated sample.
@@ -40,8 +41,14 @@ class StudentGenerator:
         seed: int,
         threads: int | None,
     ) -> None:
+        # An export on s3:// / gs:// (cluster nodes share no disk) is copied to this node once.
         self.engine = build_engine(
-            engine, model_dir, batch_size=batch_size, dtype=dtype, seed=seed, threads=threads
+            engine,
+            storage.local_dir(model_dir),
+            batch_size=batch_size,
+            dtype=dtype,
+            seed=seed,
+            threads=threads,
         )
         self.greedy, self.votes, self.temperature = greedy, votes, temperature
         self.max_new_tokens, self.seed = max_new_tokens, seed
