@@ -73,7 +73,10 @@ class PipelineConfig(StageConfig):
     api_key_env: str = Field("OPENAI_API_KEY", description="NAME of the env var with the teacher key")
     max_cost_usd: float | None = Field(None, ge=0, description="teacher budget cap")
     dry_run: bool = Field(False, description="only print what the teacher stage would cost")
-    progress: bool = True
+    progress: bool = Field(True, description="progress bars (teacher, each training, each evaluation)")
+    ray_logs: bool = Field(
+        False, description="stream Ray's worker logs (every step, vLLM start-up) to the console too"
+    )
     sample: dict[str, Any] = Field(
         default_factory=dict, description="more `scotd sample` fields (limits, pool, ...)"
     )
@@ -125,6 +128,9 @@ class PipelineConfig(StageConfig):
     def eval_config(self, model: str, out: str, name: str, label_only: bool) -> EvalConfig:
         data = {
             "votes": 30,
+            # Two engine actors: on a CPU machine each gets one core (vLLM/torch run one thread per
+            # actor), so one engine would leave half of a 2-core laptop idle.
+            "num_engines": 2,
             "seed": self.seed,
             **self.eval,
             "model": model,
@@ -263,6 +269,9 @@ def run_pipeline(cfg: PipelineConfig) -> dict[str, Any]:
     check_ready(cfg)
     out = storage.location(cfg.out)
     write_resolved(cfg, out.uri)
+    from scotd.ray_runtime import init_ray
+
+    init_ray(quiet=not cfg.ray_logs)
     with clock.stage("teacher"), teacher_endpoint(cfg) as base_url:
         from scotd.sampling.run import run_sampling
 
@@ -291,7 +300,10 @@ def run_pipeline(cfg: PipelineConfig) -> dict[str, Any]:
     for s in plan:
         with clock.stage(f"eval:{s.key}"):
             evaluated[s.key] = _evaluate(cfg, s, out, trained[s.key])
-    results = assemble(cfg, plan, sampled.summary, corpora, trained, evaluated, clock.stages, clock.total())
+    previous = json.loads(storage.read_bytes(out, "results.json") or b"{}").get("run")
+    results = assemble(
+        cfg, plan, sampled.summary, corpora, trained, evaluated, clock.stages, clock.total(), previous
+    )
     write_report(out, results)
     return results
 
@@ -300,10 +312,48 @@ def _distill(cfg: PipelineConfig, s: Student, out: storage.Location) -> dict[str
     from scotd.distill import run_distill
 
     dcfg = cfg.distill_config(f"{out.uri}/corpus/{s.key}", f"{out.uri}/students", label_only=s.label_only)
-    if not cfg.progress:
-        log.info("training %s", s.label)
-    result = run_distill(dcfg)
+    with _training_bar(dcfg, s.label, enabled=cfg.progress):
+        result = run_distill(dcfg)
     return {**result.summary, "run_dir": result.run_dir, "export_dir": result.export_dir}
+
+
+@contextlib.contextmanager
+def _training_bar(dcfg: DistillConfig, label: str, enabled: bool) -> Iterator[None]:
+    """A progress bar for one training run, fed by its ``metrics.jsonl`` (the workers' own log)."""
+    if not enabled:
+        yield
+        return
+    import threading
+
+    from tqdm import tqdm
+
+    from scotd.train.config import run_name
+    from scotd.train.dataset import corpus_info
+
+    info = corpus_info(dcfg.corpus)
+    run = storage.location(dcfg.out).child(run_name(dcfg, info.uri, info.digest))
+    stop = threading.Event()
+
+    def refresh(bar: tqdm[Any]) -> None:
+        raw = storage.read_bytes(run, "metrics.jsonl") or b""
+        steps = [r for r in map(json.loads, raw.decode().splitlines()) if "loss" in r and "event" not in r]
+        if steps:
+            bar.update(steps[-1]["step"] - bar.n)
+            bar.set_postfix(loss=f"{steps[-1]['loss']:.3f}")
+
+    def follow(bar: tqdm[Any]) -> None:
+        while not stop.wait(2.0):
+            refresh(bar)
+
+    with tqdm(total=dcfg.max_steps, unit="step", desc=f"train {label}") as bar:
+        watcher = threading.Thread(target=follow, args=(bar,), daemon=True)
+        watcher.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            watcher.join(timeout=10)
+            refresh(bar)
 
 
 EVAL_DONE = "pipeline_eval.json"

@@ -80,7 +80,10 @@ def assemble(
     evaluated: Mapping[str, Mapping[str, Any]],
     stage_s: Mapping[str, float],
     total_s: float,
+    previous_run: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
+    """What ``results.json`` holds. ``previous_run`` (the last results' ``run``) supplies the time
+    of stages this run reused, so the report's times are those of the work, not of the check."""
     students: dict[str, Any] = {}
     for s in plan:
         students[s.key] = {
@@ -126,11 +129,38 @@ def assemble(
             "finished_at": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
             "wall_s": total_s,
             "stage_s": dict(stage_s),
+            **_computed_times(stage_s, total_s, _reused(teacher, trained, evaluated), previous_run),
         },
         "teacher": {k: teacher.get(k) for k in _TEACHER_KEYS},
         "students": students,
         "headline": {"metric": metric, "comparisons": comparisons},
         "paper": paper_reference(cfg.task, cfg.setting),
+    }
+
+
+def _reused(
+    teacher: Mapping[str, Any],
+    trained: Mapping[str, Mapping[str, Any]],
+    evaluated: Mapping[str, Mapping[str, Any]],
+) -> set[str]:
+    """The stages this run found finished."""
+    reused = {"teacher"} if (teacher.get("requests_this_run") or {}).get("made") == 0 else set()
+    reused |= {f"distill:{k}" for k, t in trained.items() if t.get("trained_steps_this_run") == 0}
+    reused |= {f"eval:{k}" for k, e in evaluated.items() if e.get("reused")}
+    return reused
+
+
+def _computed_times(
+    stage_s: Mapping[str, float], total_s: float, reused: set[str], previous: Mapping[str, Any] | None
+) -> dict[str, Any]:
+    """Seconds each stage took when it did its work (this run, or the run that did it)."""
+    before = (previous or {}).get("stage_s_computed") or (previous or {}).get("stage_s") or {}
+    computed = {k: before[k] if k in reused and k in before else v for k, v in stage_s.items()}
+    wall = total_s + sum(computed.values()) - sum(stage_s.values())
+    return {
+        "stage_s_computed": computed,
+        "wall_s_computed": round(wall, 1),
+        "reused_stages": sorted(reused),
     }
 
 
@@ -160,7 +190,7 @@ def _train_table(results: Mapping[str, Any]) -> str:
     rows = [head, "|---|---|---|---|---|---|---|---|"]
     for s in results["students"].values():
         c, t = s["corpus"], s["train"]
-        per_q = c["kept"] / max(1, c["questions_kept"]) if s["n"] is not None else 0
+        per_q = f"{c['kept'] / max(1, c['questions_kept']):.1f}" if s["n"] is not None else "–"
         loss = (
             f"{t['train_loss_first']:.2f} → {t['train_loss_last']:.3f}"
             if t["train_loss_last"] is not None
@@ -168,7 +198,7 @@ def _train_table(results: Mapping[str, Any]) -> str:
         )
         val = f"{t['val_loss_last']:.3f}" if t["val_loss_last"] is not None else "–"
         rows.append(
-            f"| {s['label']} | {c['kept']:,} | {c['questions_kept']:,} | {per_q:.1f} | {t['final_step']} | {loss} "
+            f"| {s['label']} | {c['kept']:,} | {c['questions_kept']:,} | {per_q} | {t['final_step']} | {loss} "
             f"| {val} | {t['wall_s']:.0f} s |"
         )
     return "\n".join(rows)
@@ -246,13 +276,16 @@ def report_markdown(results: Mapping[str, Any]) -> str:
         "",
         "## Time",
         "",
-        "| stage | seconds |",
-        "|---|---|",
-        *[f"| {k} | {v:.0f} |" for k, v in run["stage_s"].items()],
-        f"| **total** | **{run['wall_s']:.0f}** |",
+        "| stage | seconds | this run |",
+        "|---|---|---|",
+        *[
+            f"| {k} | {run['stage_s_computed'][k]:.0f} | {v:.0f}{' (reused)' if k in run['reused_stages'] else ''} |"
+            for k, v in run["stage_s"].items()
+        ],
+        f"| **total** | **{run['wall_s_computed']:.0f}** | {run['wall_s']:.0f} |",
         "",
-        "Stages found finished (teacher ledger, trained students, evaluations) are reused on a re-run; their "
-        "time here is only the check.",
+        "A re-run reuses what is finished (teacher ledger, trained students, evaluations); the first column is "
+        "the time of the run that did the work.",
         "",
     ]
     return "\n".join(lines)

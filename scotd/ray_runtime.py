@@ -19,17 +19,28 @@ LOCAL_ENV = {
 }
 
 
-def init_ray(num_cpus: int | None = None) -> None:
+def init_ray(num_cpus: int | None = None, quiet: bool = False) -> None:
     """Idempotent: connect to ``$RAY_ADDRESS`` if set (``auto`` = the cluster on this machine),
-    else start a local loopback cluster of our own."""
+    else start a local loopback cluster of our own.
+
+    ``quiet``: keep Ray's worker logs (every training step, vLLM's start-up) and Ray Data's
+    progress lines off the console — they stay in ``/tmp/ray/session_latest/logs`` — so a
+    long command shows only its own stage lines and progress bars.
+    """
     import ray
 
     if ray.is_initialized():
         return
     for k, v in LOCAL_ENV.items():
         os.environ.setdefault(k, v)
+    if quiet:
+        import ray.data
+
+        ray.data.DataContext.get_current().enable_progress_bars = False
+        for name in ("ray.data", "ray.train", "ray.tune"):
+            logging.getLogger(name).setLevel(logging.WARNING)
     if os.environ.get("RAY_ADDRESS"):
-        ray.init(log_to_driver=True)
+        ray.init(log_to_driver=not quiet)
         return
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     cpus = num_cpus or max(8, 4 * (os.cpu_count() or 1))
@@ -40,6 +51,6 @@ def init_ray(num_cpus: int | None = None) -> None:
         address="local",
         num_cpus=cpus,
         include_dashboard=False,
-        log_to_driver=True,
+        log_to_driver=not quiet,
         _node_ip_address="127.0.0.1",
     )

@@ -218,7 +218,7 @@ TINY_RECIPE: dict[str, object] = {
     "cpus_per_worker": 1,
     "torch_threads": 1,
     "strategy": "ddp",
-    "checkpoint_every_steps": 200,
-    "eval_every_steps": 200,
+    "checkpoint_every_steps": 400,
+    "eval_every_steps": 400,
     "log_every_steps": 20,
 }

@@ -7,7 +7,14 @@ from typing import Any
 
 from scotd import storage
 from scotd.pipeline import PipelineConfig, students
-from scotd.pipeline_report import assemble, compare, headline_lines, rebuild_report, write_report
+from scotd.pipeline_report import (
+    _computed_times,
+    assemble,
+    compare,
+    headline_lines,
+    rebuild_report,
+    write_report,
+)
 
 
 def _acc(a: float, half: float = 0.05) -> dict[str, Any]:
@@ -101,3 +108,13 @@ def test_few_shot_headline_is_self_consistency_and_real_tasks_sit_beside_the_pap
     (tmp_path / "report.md").unlink()
     assert rebuild_report(str(tmp_path))["headline"] == r["headline"]
     assert (tmp_path / "report.md").read_text() == report
+
+
+def test_a_rerun_reports_the_time_of_the_run_that_did_the_work() -> None:
+    first = _computed_times({"teacher": 30.0, "distill:scotd": 200.0}, 240.0, set(), None)
+    assert first["wall_s_computed"] == 240.0 and first["reused_stages"] == []
+    again = _computed_times({"teacher": 1.0, "distill:scotd": 2.0}, 10.0, {"teacher", "distill:scotd"}, first)
+    assert again["stage_s_computed"] == {"teacher": 30.0, "distill:scotd": 200.0}
+    assert again["wall_s_computed"] == 237.0  # 10 s this run - 3 s of checks + 230 s of work
+    partial = _computed_times({"teacher": 1.0, "distill:scotd": 150.0}, 160.0, {"teacher"}, first)
+    assert partial["stage_s_computed"] == {"teacher": 30.0, "distill:scotd": 150.0}
