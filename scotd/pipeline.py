@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import os
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -178,9 +179,15 @@ def teacher_endpoint(cfg: PipelineConfig) -> Iterator[str]:
     if cfg.teacher_base_url:
         yield cfg.teacher_base_url
         return
+    import ray
+
     from scotd.teacher.sim.process import TeacherSimProcess
 
-    with TeacherSimProcess(["--latency-base-ms", "20", "--latency-per-token-ms", "0.2"]) as sim:
+    # Locally: loopback. On a cluster: this node's cluster address, which the sampler actors on
+    # other nodes can reach (on a one-machine cluster that is 127.0.0.1 again).
+    host = ray.util.get_node_ip_address() if os.environ.get("RAY_ADDRESS") else "127.0.0.1"
+    args = ["--latency-base-ms", "20", "--latency-per-token-ms", "0.2"]
+    with TeacherSimProcess(args, host=host) as sim:
         log.info("embedded teacher: scotd teacher-sim at %s", sim.base_url)
         yield sim.base_url
 

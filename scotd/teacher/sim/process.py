@@ -37,6 +37,7 @@ class TeacherSimError(RuntimeError):
 class TeacherSimProcess:
     """Context manager owning one ``python -m scotd teacher-sim --port 0 <args>`` process.
 
+    ``host``: the address to bind (127.0.0.1; a node's cluster IP when other nodes must reach it).
     ``env`` entries are added to (not replacing) this process's environment. The server's stdout
     and stderr are captured (``output()``), never inherited, so tests can check what it printed.
     """
@@ -47,8 +48,10 @@ class TeacherSimProcess:
         timeout_s: float = 30.0,
         env: Mapping[str, str] | None = None,
         verbose: bool = False,
+        host: str = "127.0.0.1",
     ) -> None:
         self.args = list(args)
+        self.host = host
         self.timeout_s = timeout_s
         self.env = dict(env or {})
         self.verbose = verbose
@@ -72,7 +75,7 @@ class TeacherSimProcess:
     def start(self) -> None:
         """Launch, read the listening line, wait until ``GET /v1/models`` answers; all bounded."""
         cmd = [sys.executable, "-m", "scotd", *(["-v"] if self.verbose else []), "teacher-sim"]
-        cmd += ["--host", "127.0.0.1", "--port", "0", *self.args]
+        cmd += ["--host", self.host, "--port", "0", *self.args]
         self.proc = subprocess.Popen(
             cmd,
             stdin=subprocess.DEVNULL,
