@@ -6,14 +6,13 @@ Pure functions of what the stages returned (no Ray, no models), so a report can 
 
 from __future__ import annotations
 
-import io
 import json
 import time
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from scotd import storage
-from scotd.evaluation.report import results_table, vote_curve_png
+from scotd.evaluation.report import finish_png, results_table, vote_curve_png
 from scotd.paper import paper_reference
 
 if TYPE_CHECKING:
@@ -341,16 +340,8 @@ def n_ablation_png(results: Mapping[str, Any]) -> bytes:
     ticks = sorted(set(ns) | ({int(n) for n in paper["n_ablation"]} if paper else set()))
     ax.set_xticks(ticks, [str(t) for t in ticks])
     ax.minorticks_off()
-    ax.set_xlabel("teacher chains per training question N")
-    ax.set_ylabel("accuracy (%)")
-    ax.set_title(f"N ablation on {results['run']['task']} (same questions, same steps)")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    buf = io.BytesIO()
-    fig.tight_layout()
-    fig.savefig(buf, format="png")
-    plt.close(fig)
-    return buf.getvalue()
+    title = f"N ablation on {results['run']['task']} (same questions, same steps)"
+    return finish_png(fig, ax, "teacher chains per training question N", title)
 
 
 def write_report(out: storage.Location, results: Mapping[str, Any]) -> None:

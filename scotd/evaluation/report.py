@@ -58,7 +58,14 @@ def vote_curve_png(models: Mapping[str, Mapping[str, Any]], title: str) -> bytes
     if all_ks:
         ax.set_xticks(sorted(all_ks), [str(k) for k in sorted(all_ks)])
         ax.minorticks_off()
-    ax.set_xlabel("votes K (self-consistency)")
+    return finish_png(fig, ax, "votes K (self-consistency)", title)
+
+
+def finish_png(fig: Any, ax: Any, xlabel: str, title: str) -> bytes:
+    """Label an accuracy-% plot, render it to PNG bytes and free the figure."""
+    import matplotlib.pyplot as plt
+
+    ax.set_xlabel(xlabel)
     ax.set_ylabel("accuracy (%)")
     ax.set_title(title)
     ax.grid(alpha=0.3)
