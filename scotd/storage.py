@@ -128,6 +128,8 @@ def local_dir(uri_or_path: str, cache_dir: str | None = None) -> str:
         return dest
     os.makedirs(root, exist_ok=True)
     tmp = f"{dest}.tmp-{uuid.uuid4().hex}"
+    # copy_files creates only the subdirectories it lists, not the destination itself.
+    os.makedirs(tmp)
     pafs.copy_files(loc.path, tmp, source_filesystem=loc.fs, destination_filesystem=pafs.LocalFileSystem())
     try:
         os.rename(tmp, dest)

@@ -94,6 +94,10 @@ def test_local_dir_fetches_once_and_again_when_changed(on_s3: dict[str, str], tm
     second = storage.local_dir(export.uri, str(cache))
     assert second != first and Path(second, "config.json").read_bytes() == b'{"model_type": "opt"}'
     assert not [p for p in cache.iterdir() if ".tmp-" in p.name]
+    # A flat export (every file at the top, as `scotd distill` writes it) copies too.
+    flat = storage.location(f"s3://{BUCKET}/unit/flat-export")
+    storage.write_bytes(flat, "config.json", b"{}")
+    assert Path(storage.local_dir(flat.uri, str(cache)), "config.json").read_bytes() == b"{}"
     # Paths and hub ids pass through untouched.
     assert storage.local_dir("facebook/opt-1.3b") == "facebook/opt-1.3b"
     assert storage.local_dir(str(tmp_path)) == str(tmp_path)
@@ -146,3 +150,68 @@ def test_sample_and_corpus_on_s3(on_s3: dict[str, str]) -> None:
     assert stats["samples_in"] == 24 and stats["mode"] == "correct"
     rows = pq.read_table(f"{path}/train.parquet", filesystem=fs).num_rows
     assert rows == stats["kept"] and rows > 0
+
+
+PIPELINE_CONFIG = """\
+task: synthetic
+train_questions: 24
+eval_questions: 12
+n: 4
+n_ablation: []
+label_only: false
+progress: false
+distill:
+  max_steps: 20
+  warmup_steps: 2
+  batch_size: 8
+  num_workers: 1
+  checkpoint_every_steps: 10
+  eval_every_steps: 20
+  log_every_steps: 10
+eval:
+  votes: 3
+  ks: [1, 3]
+  engine: hf
+  max_new_tokens: 48
+"""
+
+
+@pytest.mark.ray
+@pytest.mark.timeout(420)
+def test_pipeline_on_s3(on_s3: dict[str, str], tmp_path: Path) -> None:
+    """The whole method with ``--out s3://``: Ray Train checkpoints to S3, the eval engines fetch
+    the export from S3, the report is written there; a re-run redoes nothing."""
+    config = tmp_path / "pipeline.yaml"
+    config.write_text(PIPELINE_CONFIG)
+    run_uri = f"s3://{BUCKET}/pipeline/run"
+    # Exports fetched from S3 land in this test's directory, not in ~/.cache.
+    env = {**on_s3, "SCOTD_CACHE_DIR": str(tmp_path / "cache")}
+    cmd = ("pipeline", "--config", str(config), "--out", run_uri)
+
+    out = _scotd(env, *cmd)
+    assert out.returncode == 0, out.stderr[-4000:]
+    files = set(_objects("pipeline/run"))
+    assert {"results.json", "report.md", "vote_curve.png", "n_ablation.png", "config.yaml"} <= files
+    results = json.loads(storage.read_bytes(storage.location(run_uri), "results.json") or b"{}")
+    planned = results["teacher"]["requests_planned"]
+    assert planned == 24, "n=4 fits one request per training question"
+    assert len([f for f in files if f.startswith("teacher/ledger/responses/")]) == planned
+    assert "corpus/scotd/train.parquet" in files
+    scotd = results["students"]["scotd"]
+    assert scotd["train"]["final_step"] == 20
+    run_name = scotd["train"]["run_name"]
+    student = f"students/{run_name}"
+    assert f"{student}/export/config.json" in files
+    assert any(f.startswith(f"{student}/checkpoint_") for f in files), "Ray Train checkpoints on S3"
+    assert {"eval/scotd/predictions.parquet", "eval/scotd/metrics.json"} <= files
+    assert scotd["eval"]["questions"] == 12 and scotd["eval_reused"] is False
+    assert list((tmp_path / "cache").iterdir()), "the eval engine read the export from S3"
+
+    again = _scotd(env, *cmd)
+    assert again.returncode == 0, again.stderr[-4000:]
+    results = json.loads(storage.read_bytes(storage.location(run_uri), "results.json") or b"{}")
+    assert results["teacher"]["requests_this_run"]["made"] == 0
+    scotd = results["students"]["scotd"]
+    assert scotd["train"]["trained_steps_this_run"] == 0 and scotd["train"]["run_name"] == run_name
+    assert scotd["eval_reused"] is True
+    assert set(results["run"]["reused_stages"]) == {"teacher", "distill:scotd", "eval:scotd"}
