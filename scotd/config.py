@@ -87,7 +87,9 @@ def add_config_arguments(parser: argparse.ArgumentParser, cls: type[StageConfig]
     for dotted, ann in _leaf_fields(cls):
         flag = "--" + dotted.replace("_", "-")
         field = _field_info(cls, dotted)
-        default = field.default if field is not None else None
+        default = None
+        if field is not None:  # a default_factory field shows what the factory makes
+            default = field.default_factory() if field.default_factory is not None else field.default
         help_text = (field.description or "") if field is not None else ""
         group.add_argument(
             flag,
