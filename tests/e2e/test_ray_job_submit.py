@@ -8,6 +8,7 @@ then the outputs; and a job with a bad config, which must fail in seconds naming
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import time
 import uuid
@@ -78,7 +79,14 @@ def _wait(head: LocalHead, job_id: str, within_s: float) -> tuple[str, float]:
     """Poll until the job is terminal; returns (status, seconds since the call)."""
     from ray.job_submission import JobSubmissionClient
 
-    client = JobSubmissionClient(head.dashboard_url)
+    # The job SDK prefers $RAY_ADDRESS (set by the session's `ray_address` fixture when an earlier
+    # test used it) over its own argument: hide it, or the client talks to the wrong cluster.
+    saved = os.environ.pop("RAY_ADDRESS", None)
+    try:
+        client = JobSubmissionClient(head.dashboard_url)
+    finally:
+        if saved is not None:
+            os.environ["RAY_ADDRESS"] = saved
     start = time.monotonic()
     while True:
         status = client.get_job_status(job_id)
