@@ -278,7 +278,8 @@ def run_pipeline(cfg: PipelineConfig) -> dict[str, Any]:
     write_resolved(cfg, out.uri)
     from scotd.ray_runtime import init_ray
 
-    init_ray(quiet=not cfg.ray_logs)
+    if not cfg.dry_run:  # a dry run only prices the teacher stage: no cluster time
+        init_ray(quiet=not cfg.ray_logs)
     with clock.stage("teacher"), teacher_endpoint(cfg) as base_url:
         from scotd.sampling.run import run_sampling
 
