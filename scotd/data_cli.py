@@ -6,8 +6,18 @@ import argparse
 import json
 import sys
 
-from scotd import prompts
-from scotd.tasks import SPLITS, DataUnavailable, LoadResult, UnknownTask, load_task, task_names
+from scotd import paths, prompts
+from scotd.tasks import (
+    SPLITS,
+    TASK_SPECS,
+    DataUnavailable,
+    LoadResult,
+    UnknownTask,
+    load_task,
+    task_names,
+)
+from scotd.tasks.fetch import fetch_task
+from scotd.tasks.hub import HubUnavailable
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -28,15 +38,31 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     stats.add_argument("--errors", type=int, default=5, help="print the first N rejected rows per split")
     for p in (show, stats):
         p.add_argument(
-            "--data-dir", help="directory with the task folders (default: $SCOTD_DATA_DIR, ../shared/data)"
+            "--data-dir",
+            help="directory with the task folders (default: $SCOTD_DATA_DIR, else ../shared/data "
+            "beside the checkout, else the user data directory `scotd data fetch` fills)",
         )
         p.add_argument("--seed", type=int, default=0, help="seed of the synthetic task")
+    fetch = sub.add_parser(
+        "fetch",
+        help="download a paper task from the Hugging Face hub (needs internet)",
+        description="Download every split of a paper task from the Hugging Face hub and write it in "
+        "the official JSONL layout the loaders read. Splits already on disk are kept (--force "
+        "downloads them again). Offline it fails within seconds and writes nothing.",
+    )
+    fetch.add_argument("task", choices=sorted(set(TASK_SPECS) - {"synthetic"}))
+    fetch.add_argument(
+        "--data-dir", help=f"where to write (default: $SCOTD_DATA_DIR, else {paths.user_data_dir()})"
+    )
+    fetch.add_argument("--force", action="store_true", help="download splits that are already on disk")
 
 
 def run(args: argparse.Namespace) -> int:
     try:
         if args.action == "show":
             return _show(args)
+        if args.action == "fetch":
+            return _fetch(args)
         return _stats(args)
     except (UnknownTask, DataUnavailable, FileNotFoundError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
@@ -75,4 +101,30 @@ def _stats(args: argparse.Namespace) -> int:
         print(f"{split:<11} {len(result.examples):>7} {len(result.rejected):>9}  {reasons}{note}")
         for err in result.rejected[: args.errors]:
             print(f"    {err}")
+    return 0
+
+
+def _fetch(args: argparse.Namespace) -> int:
+    spec = TASK_SPECS[args.task]
+    root = paths.fetch_target_dir(args.data_dir)
+    try:
+        fetched = fetch_task(spec, root, force=args.force)
+    except HubUnavailable as e:
+        print(
+            f"error: cannot fetch {args.task}: the Hugging Face hub dataset {spec.hub_id!r} cannot be "
+            f"loaded: {e}. Nothing was written. Run this where the hub is reachable, or copy the "
+            f"official files ({', '.join(spec.files.values())}) into {root / spec.folder}/.",
+            file=sys.stderr,
+        )
+        return 2
+    for f in fetched:
+        how = "kept (already there; --force to download again)" if f.kept else f"from hf://{spec.hub_id}"
+        print(f"{f.split:<11} {f.rows:>7} rows  {f.path}  {how}")
+        for err in f.rejected[:5]:
+            print(f"    rejected {err}")
+    if paths.resolve_data_dir() != root:
+        print(
+            f"note: the loaders read {paths.resolve_data_dir()} first; pass --data-dir {root} "
+            f"or export {paths.DATA_DIR_ENV}={root}"
+        )
     return 0

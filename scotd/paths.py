@@ -1,4 +1,4 @@
-"""Where things live on disk: the repo, the shared data directory, outputs."""
+"""Where things live on disk: the repo, the data directory, outputs."""
 
 from __future__ import annotations
 
@@ -9,17 +9,40 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 DATA_DIR_ENV = "SCOTD_DATA_DIR"
 
 
-def default_data_dir() -> Path | None:
+def shared_data_dir() -> Path | None:
     """``../shared/data`` next to the repo checkout, when it exists."""
     candidate = REPO_ROOT.parent / "shared" / "data"
     return candidate if candidate.is_dir() else None
 
 
+def user_data_dir() -> Path:
+    """The per-user data directory ``scotd data fetch`` fills by default (``$XDG_DATA_HOME/scotd/data``)."""
+    base = os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share"
+    return Path(base).expanduser() / "scotd" / "data"
+
+
+def default_data_dir() -> Path | None:
+    """``../shared/data`` beside the checkout, else the user data directory — whichever exists."""
+    shared = shared_data_dir()
+    if shared is not None:
+        return shared
+    user = user_data_dir()
+    return user if user.is_dir() else None
+
+
 def resolve_data_dir(explicit: str | os.PathLike[str] | None = None) -> Path | None:
-    """Data directory by precedence: explicit option > ``$SCOTD_DATA_DIR`` > the shared default."""
+    """Data directory by precedence: explicit option > ``$SCOTD_DATA_DIR`` > the defaults above."""
     if explicit:
         return Path(explicit).expanduser()
     env = os.environ.get(DATA_DIR_ENV)
     if env:
         return Path(env).expanduser()
     return default_data_dir()
+
+
+def fetch_target_dir(explicit: str | os.PathLike[str] | None = None) -> Path:
+    """Where ``scotd data fetch`` writes: explicit option > ``$SCOTD_DATA_DIR`` > the user directory."""
+    if explicit:
+        return Path(explicit).expanduser()
+    env = os.environ.get(DATA_DIR_ENV)
+    return Path(env).expanduser() if env else user_data_dir()

@@ -15,14 +15,41 @@ os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
+# A slice of the real datasets, inside the repository (tests/fixtures/data/SOURCES.md).
+FIXTURE_DATA = REPO_ROOT / "tests" / "fixtures" / "data"
+
+
+def _full_data_dir() -> Path | None:
+    """A full copy of the datasets: ``$SCOTD_DATA_DIR`` as the caller set it, else ``../shared/data``."""
+    for candidate in (os.environ.get("SCOTD_DATA_DIR"), REPO_ROOT.parent / "shared" / "data"):
+        if not candidate or Path(candidate).resolve() == FIXTURE_DATA:
+            continue
+        if (Path(candidate) / "csqa" / "train_rand_split.jsonl").is_file():
+            return Path(candidate)
+    return None
+
+
+FULL_DATA = _full_data_dir()
+# Every test — and every CLI, job and Ray worker it starts — reads the in-repo slice unless it
+# asks for ``full_data``: results never depend on what happens to lie beside the checkout.
+os.environ["SCOTD_DATA_DIR"] = str(FIXTURE_DATA)
 
 
 @pytest.fixture(scope="session")
-def shared_data() -> Path:
-    if not SHARED_DATA.is_dir():
-        pytest.fail(f"the shared data directory {SHARED_DATA} is missing; tests need it")
-    return SHARED_DATA
+def data_dir() -> Path:
+    """The in-repo slice of CSQA, OBQA and the PaLM chains (same layout as a full data directory)."""
+    return FIXTURE_DATA
+
+
+@pytest.fixture(scope="session")
+def full_data() -> Path:
+    """The full datasets; tests that need whole splits skip without them, saying how to get them."""
+    if FULL_DATA is None:
+        pytest.skip(
+            "needs the full datasets: set SCOTD_DATA_DIR to a data directory "
+            "(`scotd data fetch csqa --data-dir DIR` on a machine with internet) or place one at ../shared/data"
+        )
+    return FULL_DATA
 
 
 @pytest.fixture(scope="session")

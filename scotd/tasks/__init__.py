@@ -98,7 +98,8 @@ def load_task(
             + (f" (local splits: {', '.join(have)})" if have else "")
             + f", and the Hugging Face hub dataset {spec.hub_id!r} cannot be loaded: {e}. "
             f"Put the official JSONL file there, point --data-dir or ${DATA_DIR_ENV} at a directory "
-            f"holding {spec.folder}/{spec.files[split]}, or run where the hub is reachable."
+            f"holding {spec.folder}/{spec.files[split]}, or fetch it once where the hub is reachable "
+            f"(`scotd data fetch {name}`)."
         ) from None
 
 

@@ -84,10 +84,10 @@ def test_job_configs_are_valid(name: str) -> None:
 
 
 def test_offline_real_run_fails_fast_naming_what_is_missing(
-    shared_data: Path, monkeypatch: pytest.MonkeyPatch
+    data_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setenv("SCOTD_DATA_DIR", str(shared_data))
+    monkeypatch.setenv("SCOTD_DATA_DIR", str(data_dir))
     cfg = load_config(PipelineConfig, ROOT / "jobs/configs/quarel.yaml")
     with pytest.raises(PipelineNotReady) as err:
         check_ready(cfg)

@@ -3,51 +3,70 @@
 from __future__ import annotations
 
 import json
+import shutil
 import time
 from pathlib import Path
 
 import pytest
 
+from scotd import paths
 from scotd.tasks import DataUnavailable, UnknownTask, load_task, task_spec
 from scotd.tasks.schema import Example
 
 
-def test_csqa_real_splits(shared_data: Path) -> None:
+def test_csqa_real_rows(data_dir: Path) -> None:
     counts = {
-        s: len(load_task("csqa", s, data_dir=shared_data).examples) for s in ("train", "validation", "test")
+        s: len(load_task("csqa", s, data_dir=data_dir).examples) for s in ("train", "validation", "test")
     }
-    assert counts == {"train": 9741, "validation": 1221, "test": 1140}
-    first = load_task("csqa", "train", data_dir=shared_data, limit=1).examples[0]
+    assert counts == {"train": 200, "validation": 100, "test": 20}  # the in-repo slice
+    first = load_task("csqa", "train", data_dir=data_dir, limit=1).examples[0]
     assert first.id == "075e483d21c29a511267ef62bedc0461"
     assert first.labels == ("a", "b", "c", "d", "e")
     assert first.gold == "a"
     assert first.choice_text("b") == "enforce"
-    test = load_task("csqa", "test", data_dir=shared_data, limit=5).examples
+    test = load_task("csqa", "test", data_dir=data_dir, limit=5).examples
     assert all(ex.gold is None for ex in test)
 
 
-def test_openbookqa_real_splits_and_missing_validation(shared_data: Path) -> None:
-    train = load_task("openbookqa", "train", data_dir=shared_data)
+def test_csqa_full_splits(full_data: Path) -> None:
+    counts = {
+        s: len(load_task("csqa", s, data_dir=full_data).examples) for s in ("train", "validation", "test")
+    }
+    assert counts == {"train": 9741, "validation": 1221, "test": 1140}
+    assert (
+        load_task("csqa", "train", data_dir=full_data, limit=1).examples[0].id
+        == "075e483d21c29a511267ef62bedc0461"
+    )
+
+
+def test_openbookqa_full_splits(full_data: Path) -> None:
+    train = load_task("openbookqa", "train", data_dir=full_data)
     assert len(train.examples) == 4957 and not train.rejected
+    assert len(load_task("openbookqa", "test", data_dir=full_data).examples) == 500
+
+
+def test_openbookqa_real_rows_and_missing_validation(data_dir: Path) -> None:
+    train = load_task("openbookqa", "train", data_dir=data_dir)
+    assert len(train.examples) == 100 and not train.rejected
     assert train.examples[0].id == "7-980" and train.examples[0].gold == "d"
-    assert len(load_task("openbookqa", "test", data_dir=shared_data).examples) == 500
+    assert len(load_task("openbookqa", "test", data_dir=data_dir).examples) == 50
     start = time.monotonic()
     with pytest.raises(DataUnavailable) as err:
-        load_task("openbookqa", "validation", data_dir=shared_data)
+        load_task("openbookqa", "validation", data_dir=data_dir)
     assert time.monotonic() - start < 10, "offline hub fallback must fail fast"
     msg = str(err.value)
     assert "dev.jsonl" in msg and "allenai/openbookqa" in msg and "local splits: train, test" in msg
 
 
-def test_quarel_reported_missing(shared_data: Path) -> None:
+def test_quarel_reported_missing(data_dir: Path) -> None:
     with pytest.raises(DataUnavailable, match=r"quarel-v1-train\.jsonl.*allenai/quarel"):
-        load_task("quarel", "train", data_dir=shared_data)
+        load_task("quarel", "train", data_dir=data_dir)
 
 
-def test_hub_offline_env_is_respected(shared_data: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_hub_offline_env_is_respected(data_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(DataUnavailable, match="HF_HUB_OFFLINE"):
-        load_task("quarel", "validation", data_dir=shared_data)
+        load_task("quarel", "validation", data_dir=data_dir)
 
 
 def test_quarel_official_format(tmp_path: Path) -> None:
@@ -130,16 +149,27 @@ def test_generic_jsonl_task(tmp_path: Path) -> None:
         load_task(f"jsonl:{path}", "train")
 
 
-def test_data_dir_precedence(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, shared_data: Path) -> None:
+def test_data_dir_precedence(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, data_dir: Path) -> None:
     env_dir = tmp_path / "env"
     (env_dir / "csqa").mkdir(parents=True)
     (env_dir / "csqa" / "dev_rand_split.jsonl").write_text(json.dumps(_mcq("from-env")) + "\n")
     monkeypatch.setenv("SCOTD_DATA_DIR", str(env_dir))
     assert load_task("csqa", "validation").examples[0].id == "from-env"
-    explicit = load_task("csqa", "validation", data_dir=shared_data, limit=1).examples[0]
+    explicit = load_task("csqa", "validation", data_dir=data_dir, limit=1).examples[0]
     assert explicit.id != "from-env"
+    # Neither given: ../shared/data beside the checkout, when there is one.
     monkeypatch.delenv("SCOTD_DATA_DIR")
-    assert load_task("csqa", "validation", limit=1).examples[0].id == explicit.id  # ../shared/data default
+    checkout = tmp_path / "work" / "main"
+    checkout.mkdir(parents=True)
+    shutil.copytree(data_dir / "csqa", tmp_path / "work" / "shared" / "data" / "csqa")
+    monkeypatch.setattr(paths, "REPO_ROOT", checkout)
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg"))
+    assert load_task("csqa", "validation", limit=1).examples[0].id == explicit.id
+    # No shared directory either: the user data directory that `scotd data fetch` fills.
+    shutil.rmtree(tmp_path / "work" / "shared")
+    shutil.copytree(data_dir / "csqa", tmp_path / "xdg" / "scotd" / "data" / "csqa")
+    assert paths.resolve_data_dir() == tmp_path / "xdg" / "scotd" / "data"
+    assert load_task("csqa", "validation", limit=1).examples[0].id == explicit.id
 
 
 def test_unknown_task_and_split() -> None:
@@ -149,7 +179,7 @@ def test_unknown_task_and_split() -> None:
         load_task("csqa", "dev")
 
 
-def test_limit_and_row_roundtrip(shared_data: Path) -> None:
-    examples = load_task("csqa", "validation", data_dir=shared_data, limit=7).examples
+def test_limit_and_row_roundtrip(data_dir: Path) -> None:
+    examples = load_task("csqa", "validation", data_dir=data_dir, limit=7).examples
     assert len(examples) == 7
     assert all(Example.from_row(ex.to_row()) == ex for ex in examples)
