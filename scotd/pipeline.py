@@ -34,6 +34,7 @@ from scotd.config import StageConfig, load_config, validate_section, write_resol
 from scotd.corpus_cli import CorpusConfig, run_corpus
 from scotd.evaluation.config import EvalConfig
 from scotd.sampling.config import SampleConfig
+from scotd.teacher.prices import price_for
 from scotd.train.config import TINY_RECIPE, DistillConfig
 
 log = logging.getLogger(__name__)
@@ -107,9 +108,24 @@ class PipelineConfig(StageConfig):
                 )
         self.distill_config("", "")
         self.eval_config("", "", "", False)
+        budget = self.sample.get("budget", {})
+        budget = budget if isinstance(budget, dict) else {}  # anything else: validate_section names it
+        priced = any(budget.get(k) is not None for k in ("prompt_price_per_1k", "completion_price_per_1k"))
+        if self.max_cost_usd is not None and not priced and not price_for(self.teacher_model).known:
+            raise ValueError(
+                f"max_cost_usd is set but no price is known for teacher_model {self.teacher_model!r}, so "
+                "the cap could not bind; set sample.budget.prompt_price_per_1k and "
+                "sample.budget.completion_price_per_1k (USD per 1k tokens), or drop max_cost_usd"
+            )
         sample = {
             **self.sample,
-            "teacher": {**self.sample.get("teacher", {}), "base_url": "http://127.0.0.1/v1"},
+            "teacher": {
+                **self.sample.get("teacher", {}),
+                "base_url": "http://127.0.0.1/v1",
+                "model": self.teacher_model,
+                "api": self.teacher_api,
+            },
+            "budget": {**budget, "max_cost_usd": self.max_cost_usd},
         }
         validate_section(SampleConfig, sample, "sample")
         return self
