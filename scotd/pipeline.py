@@ -203,7 +203,10 @@ def teacher_endpoint(cfg: PipelineConfig) -> Iterator[str]:
     # other nodes can reach (on a one-machine cluster that is 127.0.0.1 again).
     host = ray.util.get_node_ip_address() if os.environ.get("RAY_ADDRESS") else "127.0.0.1"
     args = ["--latency-base-ms", "20", "--latency-per-token-ms", "0.2"]
-    with TeacherSimProcess(args, host=host) as sim:
+    # The embedded teacher needs no provider key: blank it in the server's environment (it would
+    # otherwise inherit the driver's), and the sampler sends none (sample_config).
+    no_keys = {name: "" for name in dict.fromkeys([cfg.api_key_env, "OPENAI_API_KEY"]) if name}
+    with TeacherSimProcess(args, host=host, env=no_keys) as sim:
         log.info("embedded teacher: scotd teacher-sim at %s", sim.base_url)
         yield sim.base_url
 
@@ -225,7 +228,9 @@ def sample_config(cfg: PipelineConfig, base_url: str, out: storage.Location) -> 
             "base_url": base_url,
             "model": cfg.teacher_model,
             "api": cfg.teacher_api,
-            "api_key_env": cfg.api_key_env,
+            # '' = no key: the embedded teacher has no auth, and a provider key sent to it would
+            # travel in clear over the cluster network for nothing.
+            "api_key_env": cfg.api_key_env if cfg.teacher_base_url else "",
         },
         "budget": {**cfg.sample.get("budget", {}), "max_cost_usd": cfg.max_cost_usd},
     }
