@@ -38,7 +38,6 @@ class TeacherEndpoint(_Section):
         "locally, else UTF-8 bytes, an upper bound)",
     )
 
-
     @field_validator("tokenizer")
     @classmethod
     def _tokenizer_exists(cls, value: str | None) -> str | None:
@@ -127,9 +126,10 @@ class SampleConfig(StageConfig):
     def _cap_needs_a_price(self) -> SampleConfig:
         """A cost cap binds only with a price: an unknown one is an error before any call."""
         b = self.budget
-        if b.max_cost_usd is not None and not price_for(
-            self.teacher.model, b.prompt_price_per_1k, b.completion_price_per_1k
-        ).known:
+        if (
+            b.max_cost_usd is not None
+            and not price_for(self.teacher.model, b.prompt_price_per_1k, b.completion_price_per_1k).known
+        ):
             raise ValueError(
                 f"budget.max_cost_usd is set but no price is known for teacher.model "
                 f"{self.teacher.model!r}, so the cap could not bind; set budget.prompt_price_per_1k "

@@ -68,7 +68,9 @@ class PromptCounter:
         """Tokens (or their bound) of a chat request's ``(role, content)`` messages."""
         if self.chat_len is not None:
             return self.chat_len(messages) + SPECIAL_TOKENS
-        per_message = sum(self._len(role) + self._len(content) + PER_MESSAGE_TOKENS for role, content in messages)
+        per_message = sum(
+            self._len(role) + self._len(content) + PER_MESSAGE_TOKENS for role, content in messages
+        )
         return per_message + 2 * SPECIAL_TOKENS  # begin-of-text, and the reply header the server appends
 
 

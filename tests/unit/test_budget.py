@@ -39,8 +39,9 @@ def test_price_for_explicit_pairs_table_and_unknown() -> None:
 def test_half_a_price_is_refused_naming_both_fields(given: str) -> None:
     with pytest.raises(ConfigError) as err:
         _sample(budget={given: 0.001})
-    assert f"budget.{given} is set" in str(err.value)
-    assert "budget.prompt_price_per_1k" in str(err.value) and "budget.completion_price_per_1k" in str(err.value)
+    msg = str(err.value)
+    assert f"budget.{given} is set" in msg
+    assert "budget.prompt_price_per_1k" in msg and "budget.completion_price_per_1k" in msg
 
 
 def test_a_cap_on_an_unknown_price_is_an_error_before_any_call() -> None:
@@ -61,12 +62,20 @@ def test_the_pipeline_refuses_an_unpriced_cap_at_load_time() -> None:
     with pytest.raises(ConfigError, match=r"max_cost_usd is set but no price is known for teacher_model"):
         load_config(
             PipelineConfig,
-            overrides={"teacher_base_url": "http://127.0.0.1:9/v1", "teacher_model": "m", "max_cost_usd": 1.0},
+            overrides={
+                "teacher_base_url": "http://127.0.0.1:9/v1",
+                "teacher_model": "m",
+                "max_cost_usd": 1.0,
+            },
         )
     with pytest.raises(ConfigError, match=r"budget.completion_price_per_1k"):
         load_config(
             PipelineConfig,
-            overrides={"teacher_model": "m", "max_cost_usd": 1.0, "sample": {"budget": {"prompt_price_per_1k": 1}}},
+            overrides={
+                "teacher_model": "m",
+                "max_cost_usd": 1.0,
+                "sample": {"budget": {"prompt_price_per_1k": 1}},
+            },
         )
     load_config(
         PipelineConfig, overrides={"teacher_model": "m", "max_cost_usd": 1.0, "sample": {"budget": PRICES}}

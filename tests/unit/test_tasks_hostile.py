@@ -5,11 +5,17 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from scotd.cli import main
 from scotd.tasks import load_task
 from scotd.tasks.validate import MAX_DETAIL_CHARS, TOO_DEEP
 
 GOOD = {"id": "q1", "question": "Where do you keep milk?", "choices": ["fridge", "oven"], "answer": "a"}
+
+
+def _nested(levels: int) -> str:
+    return "[" * levels + "]" * levels
 
 
 def _write(tmp_path: Path, lines: list[str]) -> Path:
@@ -23,9 +29,9 @@ def test_pathologically_nested_rows_are_rejected_with_their_line(tmp_path: Path)
         tmp_path,
         [
             json.dumps(GOOD),
-            '{"id": "q2", "question": "x", "choices": ' + "[" * 100_000 + "]" * 100_000 + "}",  # RecursionError
-            '{"id": "q3", "question": "x", "choices": [' + "[" * 900 + "]" * 900 + ', "b"]}',  # parses
-            '{"id": "q4", "question": "x", "choices": ["a", "b"], "answer": ' + "[" * 50 + "]" * 50 + "}",
+            '{"id": "q2", "question": "x", "choices": ' + _nested(100_000) + "}",  # RecursionError
+            '{"id": "q3", "question": "x", "choices": [' + _nested(900) + ', "b"]}',  # parses, then recursion
+            '{"id": "q4", "question": "x", "choices": ["a", "b"], "answer": ' + _nested(50) + "}",
             json.dumps({**GOOD, "id": "q5"}),
         ],
     )
@@ -50,8 +56,10 @@ def test_huge_integers_and_huge_values_are_bounded_row_errors(tmp_path: Path) ->
     assert all(len(e.detail) <= MAX_DETAIL_CHARS for e in result.rejected)
 
 
-def test_data_stats_reports_a_nested_row_instead_of_a_traceback(tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
-    path = _write(tmp_path, [json.dumps(GOOD), '{"id": "q2", "choices": ' + "[" * 100_000 + "]" * 100_000 + "}"])
+def test_data_stats_reports_a_nested_row_instead_of_a_traceback(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = _write(tmp_path, [json.dumps(GOOD), '{"id": "q2", "choices": ' + _nested(100_000) + "}"])
     assert main(["data", "stats", f"jsonl:{path}", "--errors", "5"]) == 0
     out = capsys.readouterr().out
     assert f"{path}:2: {TOO_DEEP}" in out
