@@ -34,8 +34,8 @@ class TeacherEndpoint(_Section):
     tokenizer: str | None = Field(
         None,
         description="local tokenizer counting prompt tokens for rate-limit and budget reservations: a "
-        "Hugging Face tokenizer directory or tiktoken:ENCODING (default: the model's own when known "
-        "locally, else UTF-8 bytes, an upper bound)",
+        "Hugging Face tokenizer directory or tiktoken:ENCODING, e.g. tiktoken:o200k_base for OpenAI "
+        "models (default: the model's own when it is a local directory, else UTF-8 bytes, an upper bound)",
     )
 
     @field_validator("tokenizer")

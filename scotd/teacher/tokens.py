@@ -6,9 +6,10 @@ tokens-per-minute window or the cost cap, so the count is, in order of preferenc
 
 1. ``teacher.tokenizer`` when given: a local Hugging Face tokenizer directory, or
    ``tiktoken:ENCODING``.
+   ``tiktoken:o200k_base`` counts OpenAI's models exactly (tiktoken fetches its file once; that
+   fetch is the user's explicit choice and is bounded to a few seconds).
 2. The model's own tokenizer when it is known locally: the model name is a local Hugging Face
-   model directory (a self-hosted server serving a path), or tiktoken is installed and maps the
-   model to an encoding it can load (from its cache; a first fetch is bounded to a few seconds).
+   model directory (a self-hosted server serving a path). Nothing is ever downloaded unasked.
 3. The prompt's UTF-8 byte count: every byte-level BPE (GPT-2/3/4, Llama 3, Qwen, ...) and every
    SentencePiece model with byte fallback (Llama 2, Mistral, Gemma) emits at most one token per
    byte, so bytes bound the tokens of the text itself. Typical English costs ~4 bytes per token,
@@ -100,9 +101,6 @@ def counter_for(model: str, tokenizer: str | None = None) -> PromptCounter:
         counter = _hf_counter(model)
         if counter is not None:
             return counter
-    counter = _tiktoken_for_model(model)
-    if counter is not None:
-        return counter
     log.info("prompt tokens of %r are reserved by UTF-8 bytes (an upper bound; no local tokenizer)", model)
     return BYTES
 
@@ -138,18 +136,6 @@ def _hf_counter(path: str) -> PromptCounter | None:
             return len(ids)
 
     return PromptCounter(f"hf:{path}", encode_len, chat_len)
-
-
-def _tiktoken_for_model(model: str) -> PromptCounter | None:
-    try:
-        import tiktoken
-    except ImportError:
-        return None
-    try:
-        name = tiktoken.encoding_name_for_model(model)
-    except KeyError:
-        return None
-    return _tiktoken_counter(name)
 
 
 def _tiktoken_counter(encoding: str) -> PromptCounter | None:
