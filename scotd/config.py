@@ -22,12 +22,89 @@ from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
 C = TypeVar("C", bound="StageConfig")
 M = TypeVar("M", bound=BaseModel)
 
-# Provider key shapes (OpenAI, Anthropic, HF, bearer tokens): a value like this in a config is a leak.
-_SECRET_LIKE = re.compile(r"^(sk-[A-Za-z0-9_\-]{8,}|hf_[A-Za-z0-9]{16,}|Bearer\s+\S+)")
+# Credential shapes: a value like one of these anywhere in a config is a leak waiting to happen
+# (config.yaml is written next to every output). Matched anywhere in a string, not only at its
+# start, so a key inside a URL or after a prefix is caught too.
+_SECRET_LIKE = re.compile(
+    r"(?<![A-Za-z0-9])(?:"
+    r"sk-[A-Za-z0-9_\-]{12,}"  # OpenAI (sk-, sk-proj-), Anthropic (sk-ant-), most OpenAI-compatible hosts
+    r"|hf_[A-Za-z0-9]{16,}"  # Hugging Face
+    r"|gh[pousr]_[A-Za-z0-9]{20,}|github_pat_[A-Za-z0-9_]{20,}"  # GitHub
+    r"|AKIA[0-9A-Z]{16}"  # AWS access key id
+    r"|AIza[0-9A-Za-z_\-]{30,}"  # Google API key
+    r"|(?:gsk|xai|pplx|nvapi)[_-][A-Za-z0-9_\-]{20,}"  # Groq, xAI, Perplexity, NVIDIA
+    r"|xox[abpr]-[A-Za-z0-9\-]{10,}"  # Slack
+    r"|eyJ[A-Za-z0-9_\-]{8,}\.[A-Za-z0-9_\-]{8,}\.[A-Za-z0-9_\-]{8,}"  # a JWT
+    r"|(?i:bearer)\s+[A-Za-z0-9._~+/=\-]{8,}"  # an Authorization header value
+    r")"
+)
+_URL_CREDENTIALS = re.compile(r"://[^/\s:@]+:[^/\s@]+@")  # https://user:password@host
+# Configs nest a few levels (pipeline > sample > teacher > field). Anything far deeper, or with
+# more values than any real config, is hostile input (or a YAML alias bomb): refuse it before
+# pydantic, the secret scan or the YAML writer recurse into it.
+MAX_CONFIG_DEPTH = 32
+MAX_CONFIG_VALUES = 100_000
 
 
 class ConfigError(ValueError):
     """A configuration problem, with a message that says what to change."""
+
+
+def looks_like_secret(value: str) -> bool:
+    """True when ``value`` contains something shaped like an API key, token or URL password."""
+    return bool(_SECRET_LIKE.search(value) or _URL_CREDENTIALS.search(value))
+
+
+def check_config_data(data: Any) -> None:
+    """Refuse key-shaped strings (values *and* mapping keys) at any depth, and absurd nesting.
+
+    Walks dicts, lists, tuples, sets and pydantic models iteratively (no recursion, so hostile
+    input cannot overflow the stack) and stops at ``MAX_CONFIG_DEPTH`` / ``MAX_CONFIG_VALUES``
+    (YAML aliases are followed, so an alias bomb hits the value cap, a self-referencing alias the
+    depth cap). Raises ``ValueError`` naming the dotted path, never the value.
+    """
+    stack: list[tuple[str, Any, int]] = [("", data, 0)]
+    seen = 0
+    while stack:
+        path, value, depth = stack.pop()
+        seen += 1
+        if seen > MAX_CONFIG_VALUES:
+            raise ValueError(
+                f"the config holds more than {MAX_CONFIG_VALUES:,} values (YAML aliases expanded); "
+                "a stage config is a few dozen fields"
+            )
+        where = path or "the config"
+        if len(where) > 80:
+            where = where[:77] + "..."
+        if depth > MAX_CONFIG_DEPTH:
+            raise ValueError(
+                f"{where} nests more than {MAX_CONFIG_DEPTH} levels deep; a stage config nests a few levels"
+            )
+        if isinstance(value, str):
+            if looks_like_secret(value):
+                raise ValueError(
+                    f"{where} holds what looks like a secret (an API key, token or URL password); "
+                    "put it in an environment variable and name that variable in the config "
+                    "(e.g. api_key_env: OPENAI_API_KEY)"
+                )
+        elif isinstance(value, BaseModel):
+            for name in type(value).model_fields:
+                stack.append((_join(path, name), getattr(value, name), depth + 1))
+        elif isinstance(value, dict):
+            for key, item in value.items():
+                if isinstance(key, str) and looks_like_secret(key):
+                    raise ValueError(
+                        f"a key under {where} looks like a secret (an API key or token); "
+                        "configs only name environment variables"
+                    )
+                stack.append((_join(path, str(key)), item, depth + 1))
+        elif isinstance(value, list | tuple | set | frozenset):
+            for i, item in enumerate(value):
+                stack.append((f"{path}[{i}]", item, depth + 1))
+
+
+def _join(path: str, name: str) -> str:
+    return f"{path}.{name}" if path else name
 
 
 class StageConfig(BaseModel):
@@ -35,15 +112,13 @@ class StageConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
 
-    @model_validator(mode="after")
-    def _no_inline_secrets(self) -> StageConfig:
-        for name, value in self:
-            if isinstance(value, str) and _SECRET_LIKE.match(value.strip()):
-                raise ValueError(
-                    f"field {name!r} holds what looks like a secret; put it in an environment "
-                    "variable and name that variable in the config (e.g. api_key_env: OPENAI_API_KEY)"
-                )
-        return self
+    @model_validator(mode="before")
+    @classmethod
+    def _no_inline_secrets(cls, data: Any) -> Any:
+        # "before": on the raw input, so keys and values pydantic would otherwise reject (and echo
+        # in "unknown key ...") and free-form sections (dict fields) are scanned too.
+        check_config_data(data)
+        return data
 
 
 def _leaf_fields(cls: type[BaseModel], prefix: str = "") -> list[tuple[str, Any]]:
@@ -71,7 +146,10 @@ def _is_str(ann: Any) -> bool:
 
 
 def _parse_cli_value(raw: str, ann: Any) -> Any:
-    """Strings stay strings; everything else is read as YAML (``5``, ``true``, ``[1, 3]``, ``null``)."""
+    """Strings stay strings; everything else is read as YAML (``5``, ``true``, ``[1, 3]``, ``null``).
+
+    Raises ``RecursionError`` for pathologically nested YAML (the caller names the flag).
+    """
     if _is_str(ann) and raw not in ("null", "~"):
         return raw
     try:
@@ -124,8 +202,16 @@ def overrides_from_args(args: argparse.Namespace, cls: type[StageConfig]) -> dic
         if not key.startswith("cfg:"):
             continue
         dotted = key.removeprefix("cfg:")
-        _set_dotted(nested, dotted, _parse_cli_value(raw, anns[dotted]))
+        try:
+            value = _parse_cli_value(raw, anns[dotted])
+        except RecursionError:
+            raise ConfigError(_too_deep(f"--{dotted.replace('_', '-')}")) from None
+        _set_dotted(nested, dotted, value)
     return nested
+
+
+def _too_deep(where: str) -> str:
+    return f"{where} is nested too deeply to read; a config nests a few levels (at most {MAX_CONFIG_DEPTH})"
 
 
 def _set_dotted(target: dict[str, Any], dotted: str, value: Any) -> None:
@@ -156,8 +242,12 @@ def load_config(cls: type[C], path: str | Path | None = None, overrides: dict[st
             loaded = yaml.safe_load(Path(path).read_text("utf-8"))
         except FileNotFoundError:
             raise ConfigError(f"config file {path} does not exist") from None
+        except UnicodeDecodeError as e:
+            raise ConfigError(f"config file {path} is not UTF-8 text (byte {e.start})") from None
+        except RecursionError:
+            raise ConfigError(_too_deep(f"config file {path}")) from None
         except yaml.YAMLError as e:
-            raise ConfigError(f"config file {path} is not valid YAML: {e}") from None
+            raise ConfigError(f"config file {path} is not valid YAML: {_yaml_problem(e)}") from None
         if loaded is None:
             loaded = {}
         if not isinstance(loaded, dict):
@@ -168,6 +258,13 @@ def load_config(cls: type[C], path: str | Path | None = None, overrides: dict[st
         return cls.model_validate(data)
     except ValidationError as e:
         raise ConfigError(_explain(e, cls, source)) from None
+
+
+def _yaml_problem(error: yaml.YAMLError) -> str:
+    """Where and what, without PyYAML's echo of the offending line (it may hold a pasted key)."""
+    problem = getattr(error, "problem", None) or getattr(error, "context", None) or type(error).__name__
+    mark = getattr(error, "problem_mark", None) or getattr(error, "context_mark", None)
+    return f"{problem} at line {mark.line + 1}, column {mark.column + 1}" if mark else str(problem)
 
 
 def validate_section(cls: type[M], data: dict[str, Any], section: str) -> M:
@@ -185,7 +282,8 @@ def validate_section(cls: type[M], data: dict[str, Any], section: str) -> M:
 def _explain(error: ValidationError, cls: type[BaseModel], source: str, prefix: str = "") -> str:
     lines = [f"invalid {cls.__name__} ({source}):"]
     for err in error.errors():
-        key = prefix + ".".join(str(p) for p in err["loc"])
+        loc = ".".join(str(p) for p in err["loc"])
+        key = prefix + loc if loc else ""  # a model-level check names its fields in its message
         if err["type"] == "extra_forbidden":
             owner = _owner(cls, [str(p) for p in err["loc"][:-1]])
             valid = list(owner.model_fields) if owner else []
@@ -194,7 +292,8 @@ def _explain(error: ValidationError, cls: type[BaseModel], source: str, prefix: 
             lines.append(f"  unknown key {key!r}{hint}; valid keys: {', '.join(valid)}")
         else:
             # Never echo the rejected value: it may be a secret pasted in the wrong place.
-            lines.append(f"  {key}: {err['msg']}")
+            msg = str(err["msg"]).removeprefix("Value error, ")
+            lines.append(f"  {key}: {msg}" if key else f"  {msg}")
     return "\n".join(lines)
 
 

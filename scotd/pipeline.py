@@ -34,6 +34,7 @@ from scotd.config import StageConfig, load_config, validate_section, write_resol
 from scotd.corpus_cli import CorpusConfig, run_corpus
 from scotd.evaluation.config import EvalConfig
 from scotd.sampling.config import SampleConfig
+from scotd.teacher.prices import price_for
 from scotd.train.config import TINY_RECIPE, DistillConfig
 
 log = logging.getLogger(__name__)
@@ -107,9 +108,24 @@ class PipelineConfig(StageConfig):
                 )
         self.distill_config("", "")
         self.eval_config("", "", "", False)
+        budget = self.sample.get("budget", {})
+        budget = budget if isinstance(budget, dict) else {}  # anything else: validate_section names it
+        priced = any(budget.get(k) is not None for k in ("prompt_price_per_1k", "completion_price_per_1k"))
+        if self.max_cost_usd is not None and not priced and not price_for(self.teacher_model).known:
+            raise ValueError(
+                f"max_cost_usd is set but no price is known for teacher_model {self.teacher_model!r}, so "
+                "the cap could not bind; set sample.budget.prompt_price_per_1k and "
+                "sample.budget.completion_price_per_1k (USD per 1k tokens), or drop max_cost_usd"
+            )
         sample = {
             **self.sample,
-            "teacher": {**self.sample.get("teacher", {}), "base_url": "http://127.0.0.1/v1"},
+            "teacher": {
+                **self.sample.get("teacher", {}),
+                "base_url": "http://127.0.0.1/v1",
+                "model": self.teacher_model,
+                "api": self.teacher_api,
+            },
+            "budget": {**budget, "max_cost_usd": self.max_cost_usd},
         }
         validate_section(SampleConfig, sample, "sample")
         return self
@@ -187,7 +203,10 @@ def teacher_endpoint(cfg: PipelineConfig) -> Iterator[str]:
     # other nodes can reach (on a one-machine cluster that is 127.0.0.1 again).
     host = ray.util.get_node_ip_address() if os.environ.get("RAY_ADDRESS") else "127.0.0.1"
     args = ["--latency-base-ms", "20", "--latency-per-token-ms", "0.2"]
-    with TeacherSimProcess(args, host=host) as sim:
+    # The embedded teacher needs no provider key: blank it in the server's environment (it would
+    # otherwise inherit the driver's), and the sampler sends none (sample_config).
+    no_keys = {name: "" for name in dict.fromkeys([cfg.api_key_env, "OPENAI_API_KEY"]) if name}
+    with TeacherSimProcess(args, host=host, env=no_keys) as sim:
         log.info("embedded teacher: scotd teacher-sim at %s", sim.base_url)
         yield sim.base_url
 
@@ -209,7 +228,9 @@ def sample_config(cfg: PipelineConfig, base_url: str, out: storage.Location) -> 
             "base_url": base_url,
             "model": cfg.teacher_model,
             "api": cfg.teacher_api,
-            "api_key_env": cfg.api_key_env,
+            # '' = no key: the embedded teacher has no auth, and a provider key sent to it would
+            # travel in clear over the cluster network for nothing.
+            "api_key_env": cfg.api_key_env if cfg.teacher_base_url else "",
         },
         "budget": {**cfg.sample.get("budget", {}), "max_cost_usd": cfg.max_cost_usd},
     }

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from scotd.config import StageConfig
+from scotd.teacher.prices import price_for
 
 
 class _Section(BaseModel):
@@ -17,7 +18,10 @@ class TeacherEndpoint(_Section):
     base_url: str = Field("http://127.0.0.1:8000/v1", description="OpenAI-compatible base URL (…/v1)")
     model: str = Field("scotd-teacher-sim", description="teacher model name as the endpoint knows it")
     api: Literal["completions", "chat"] = Field("completions", description="which OpenAI API to call")
-    api_key_env: str = Field("OPENAI_API_KEY", description="NAME of the env var holding the API key")
+    api_key_env: str = Field(
+        "OPENAI_API_KEY",
+        description="NAME of the env var holding the API key ('' = send none: an endpoint without auth)",
+    )
     max_n: int = Field(
         128, ge=1, description="largest n the endpoint accepts; bigger n is split into requests"
     )
@@ -27,6 +31,25 @@ class TeacherEndpoint(_Section):
     backoff_base_s: float = Field(0.5, gt=0)
     backoff_max_s: float = Field(30.0, gt=0)
     idempotency_keys: bool = Field(True, description="send the request key as Idempotency-Key")
+    tokenizer: str | None = Field(
+        None,
+        description="local tokenizer counting prompt tokens for rate-limit and budget reservations: a "
+        "Hugging Face tokenizer directory or tiktoken:ENCODING, e.g. tiktoken:o200k_base for OpenAI "
+        "models (default: the model's own when it is a local directory, else UTF-8 bytes, an upper bound)",
+    )
+
+    @field_validator("tokenizer")
+    @classmethod
+    def _tokenizer_exists(cls, value: str | None) -> str | None:
+        from pathlib import Path
+
+        from scotd.teacher.tokens import TIKTOKEN_PREFIX
+
+        if value and not value.startswith(TIKTOKEN_PREFIX) and not Path(value).expanduser().is_dir():
+            raise ValueError(
+                "no such directory; give a local Hugging Face tokenizer directory or tiktoken:ENCODING"
+            )
+        return value
 
 
 class Limits(_Section):
@@ -43,6 +66,20 @@ class Budget(_Section):
         None, ge=0, description="USD per 1k prompt tokens (default: table)"
     )
     completion_price_per_1k: float | None = Field(None, ge=0, description="USD per 1k completion tokens")
+
+    @model_validator(mode="after")
+    def _prices_together(self) -> Budget:
+        if (self.prompt_price_per_1k is None) != (self.completion_price_per_1k is None):
+            given, missing = (
+                ("prompt_price_per_1k", "completion_price_per_1k")
+                if self.completion_price_per_1k is None
+                else ("completion_price_per_1k", "prompt_price_per_1k")
+            )
+            raise ValueError(
+                f"budget.{given} is set but budget.{missing} is not: give both prices (USD per 1k "
+                "tokens), or neither to use the price table"
+            )
+        return self
 
 
 class SamplerPool(_Section):
@@ -84,6 +121,22 @@ class SampleConfig(StageConfig):
 
         task_spec(value)  # raises UnknownTask naming the choices
         return value
+
+    @model_validator(mode="after")
+    def _cap_needs_a_price(self) -> SampleConfig:
+        """A cost cap binds only with a price: an unknown one is an error before any call."""
+        b = self.budget
+        if (
+            b.max_cost_usd is not None
+            and not price_for(self.teacher.model, b.prompt_price_per_1k, b.completion_price_per_1k).known
+        ):
+            raise ValueError(
+                f"budget.max_cost_usd is set but no price is known for teacher.model "
+                f"{self.teacher.model!r}, so the cap could not bind; set budget.prompt_price_per_1k "
+                "and budget.completion_price_per_1k (USD per 1k tokens), or drop budget.max_cost_usd "
+                "(budget.max_total_tokens caps tokens without prices)"
+            )
+        return self
 
     def out_dir(self) -> str:
         task = self.task.replace("jsonl:", "jsonl-").replace("/", "_")

@@ -17,9 +17,7 @@ from scotd.tasks.schema import Example
 from scotd.teacher.client import TeacherRequest
 from scotd.teacher.ledger import request_key
 from scotd.teacher.prices import Price
-
-# Crude but conservative: real BPE tokenizers average ~4 characters per token on English.
-CHARS_PER_TOKEN_ESTIMATE = 3.0
+from scotd.teacher.tokens import counter_for
 
 
 @dataclass(frozen=True)
@@ -29,11 +27,9 @@ class PlannedRequest:
     chunk: int
     sample_offset: int
     request: TeacherRequest
-
-    @property
-    def est_prompt_tokens(self) -> int:
-        text = self.request.prompt or "".join(c for _, c in self.request.messages)
-        return int(len(text) / CHARS_PER_TOKEN_ESTIMATE) + 8
+    # Prompt tokens reserved before the call: the teacher's tokenizer count when one is available
+    # locally, else an upper bound (scotd.teacher.tokens), never an average.
+    est_prompt_tokens: int
 
     @property
     def est_tokens(self) -> int:
@@ -55,6 +51,7 @@ def plan_requests(examples: list[Example], cfg: SampleConfig) -> list[PlannedReq
     """One ``PlannedRequest`` per (example, chunk), in example order."""
     planned: list[PlannedRequest] = []
     prompt_set_cache: dict[str, prompts.PromptSet] = {}
+    counter = counter_for(cfg.teacher.model, cfg.teacher.tokenizer)
     for ex in examples:
         name = cfg.prompt_set or prompts.default_prompt_set_name(ex.task)
         if name not in prompt_set_cache:
@@ -62,6 +59,7 @@ def plan_requests(examples: list[Example], cfg: SampleConfig) -> list[PlannedReq
         pset = prompt_set_cache[name]
         text = prompts.teacher_prompt(ex, pset)
         messages = tuple((m["role"], m["content"]) for m in prompts.teacher_messages(ex, pset))
+        prompt_tokens = counter.text(text) if cfg.teacher.api == "completions" else counter.messages(messages)
         offset = 0
         for chunk, size in enumerate(chunk_sizes(cfg.n, cfg.teacher.max_n)):
             identity = {
@@ -91,7 +89,7 @@ def plan_requests(examples: list[Example], cfg: SampleConfig) -> list[PlannedReq
                 logprobs=cfg.logprobs,
                 seed=int(key[:8], 16) & 0x7FFFFFFF,  # reproducible where the endpoint honours seeds
             )
-            planned.append(PlannedRequest(key, ex, chunk, offset, request))
+            planned.append(PlannedRequest(key, ex, chunk, offset, request, prompt_tokens))
             offset += size
     return planned
 

@@ -8,7 +8,16 @@ from pathlib import Path
 from typing import Any
 
 from scotd.tasks.schema import Example, LoadResult, RowError
-from scotd.tasks.validate import BAD_JSON, DUPLICATE_ID, NOT_AN_OBJECT, NOT_UTF8, RowRejected
+from scotd.tasks.validate import (
+    BAD_JSON,
+    DUPLICATE_ID,
+    MAX_ROW_DEPTH,
+    NOT_AN_OBJECT,
+    NOT_UTF8,
+    TOO_DEEP,
+    RowRejected,
+    nesting_depth_exceeds,
+)
 
 # A normaliser maps one parsed JSON object to an Example (or raises RowRejected).
 Normaliser = Callable[[dict[str, Any]], Example]
@@ -39,6 +48,15 @@ def read_jsonl(path: Path, normalise: Normaliser, *, limit: int | None = None) -
             except json.JSONDecodeError as e:
                 result.rejected.append(RowError(source, line_no, BAD_JSON, e.msg + f" at column {e.colno}"))
                 continue
+            except RecursionError:  # the C parser recurses per nesting level
+                result.rejected.append(RowError(source, line_no, TOO_DEEP, _too_deep()))
+                continue
+            except ValueError as e:  # e.g. an integer past Python's 4300-digit conversion limit
+                result.rejected.append(RowError(source, line_no, BAD_JSON, str(e)[:200]))
+                continue
+            if nesting_depth_exceeds(obj):
+                result.rejected.append(RowError(source, line_no, TOO_DEEP, _too_deep()))
+                continue
             if not isinstance(obj, dict):
                 result.rejected.append(RowError(source, line_no, NOT_AN_OBJECT, type(obj).__name__))
                 continue
@@ -54,3 +72,7 @@ def read_jsonl(path: Path, normalise: Normaliser, *, limit: int | None = None) -
             first_line_of[example.id] = line_no
             result.examples.append(example)
     return result
+
+
+def _too_deep() -> str:
+    return f"nested more than {MAX_ROW_DEPTH} levels deep (a question row nests 3)"

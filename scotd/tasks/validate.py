@@ -17,12 +17,37 @@ BAD_CHOICES = "bad_choices"
 DUPLICATE_LABEL = "duplicate_label"
 GOLD_NOT_A_LABEL = "gold_not_a_label"
 DUPLICATE_ID = "duplicate_id"
+TOO_DEEP = "too_deep"
+
+# A question row nests three levels (row > choices > {label, text}); far deeper is hostile input
+# that would overflow the stack of anything recursive downstream (repr, pyarrow, the JSON writer).
+MAX_ROW_DEPTH = 16
+MAX_DETAIL_CHARS = 300
+
+
+def nesting_depth_exceeds(obj: Any, limit: int = MAX_ROW_DEPTH) -> bool:
+    """True when ``obj`` (parsed JSON) nests dicts/lists more than ``limit`` levels; iterative."""
+    stack: list[tuple[Any, int]] = [(obj, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if isinstance(value, dict):
+            children: Any = value.values()
+        elif isinstance(value, list):
+            children = value
+        else:
+            continue
+        if depth > limit:
+            return True
+        stack.extend((child, depth + 1) for child in children)
+    return False
 
 
 class RowRejected(Exception):
     """Raised by a row normaliser; carries the reason code and a human detail."""
 
     def __init__(self, reason: str, detail: str = "") -> None:
+        if len(detail) > MAX_DETAIL_CHARS:  # details quote the row: keep errors.jsonl readable
+            detail = detail[: MAX_DETAIL_CHARS - 1] + "…"
         super().__init__(f"{reason}: {detail}" if detail else reason)
         self.reason = reason
         self.detail = detail

@@ -1,7 +1,8 @@
 """Per-1k-token prices (USD) used for cost estimates and the ``max_cost_usd`` cap.
 
 Defaults for a few common models, as (prompt, completion) per 1k tokens; a config's explicit
-prices override them. Unknown models cost 0 unless priced in the config (a warning says so).
+prices (both or neither) override them. An unknown model has no price: without a cost cap its
+cost shows as $0 (a warning says so); with one, ``SampleConfig`` refuses it before any call.
 """
 
 from __future__ import annotations
@@ -35,9 +36,15 @@ class Price:
 def price_for(
     model: str, prompt_per_1k: float | None = None, completion_per_1k: float | None = None
 ) -> Price:
-    """Explicit prices win; else the table (longest matching model-name prefix); else free/unknown."""
-    if prompt_per_1k is not None or completion_per_1k is not None:
-        return Price(prompt_per_1k or 0.0, completion_per_1k or 0.0)
+    """Explicit prices win; else the table (longest matching model-name prefix); else unknown.
+
+    Raises ``ValueError`` when only one of the two explicit prices is given (half a price would
+    make every completion, or every prompt, look free).
+    """
+    if (prompt_per_1k is None) != (completion_per_1k is None):
+        raise ValueError("give both the prompt and the completion price per 1k tokens, or neither")
+    if prompt_per_1k is not None and completion_per_1k is not None:
+        return Price(prompt_per_1k, completion_per_1k)
     matches = [name for name in DEFAULT_PRICES_PER_1K if model == name or model.startswith(name + "-")]
     if not matches:
         return Price(0.0, 0.0, known=False)

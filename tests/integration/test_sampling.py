@@ -139,7 +139,14 @@ def test_budget_cap_stops_cleanly_and_resumes(ray_session: str, tmp_path: Path) 
 
 def test_dry_run_calls_nothing(ray_session: str, tmp_path: Path) -> None:
     with TeacherSimProcess(FAST) as sim:
-        result = run_sampling(_cfg(sim, tmp_path / "d", dry_run=True, budget={"prompt_price_per_1k": 0.01}))
+        result = run_sampling(
+            _cfg(
+                sim,
+                tmp_path / "d",
+                dry_run=True,
+                budget={"prompt_price_per_1k": 0.01, "completion_price_per_1k": 0.02},
+            )
+        )
         assert sim.stats()["requests"] == 0
     s = result.summary
     assert s["requests"] == 12 and s["samples"] == 36 and s["max_completion_tokens"] == 12 * 3 * 256

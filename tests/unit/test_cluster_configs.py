@@ -365,6 +365,73 @@ def _assert_fits(groups: list[dict[str, Any]], need: dict[str, float], count: in
     assert capacity >= count, f"{count} {what} of {need} do not fit the groups (room for {capacity})"
 
 
+# --- Access: Ray token auth on, the job API not on the network --------------------------------------
+
+# The job API runs arbitrary code: it must never listen on every interface of a machine with a
+# network beyond the cluster's. (Inside a pod 0.0.0.0 is only the pod IP and loopback.)
+LOOPBACK = {"127.0.0.1", "localhost"}
+
+
+def _ray_start_flags(commands: list[str]) -> dict[str, str]:
+    (start,) = [c for c in commands if "ray start --head" in c]
+    return dict(re.findall(r"--([a-z-]+)=(\S+)", start))
+
+
+def test_launcher_turns_on_ray_token_auth_on_every_node(launcher: dict[str, Any]) -> None:
+    docker = launcher["docker"]
+    for key in ("run_options", "head_run_options", "worker_run_options"):
+        for option in docker.get(key, []):
+            assert "RAY_AUTH_MODE=disabled" not in option, f"docker.{key} turns token auth off"
+    assert "--env RAY_AUTH_MODE=token" in docker["run_options"], "every node's container runs in token mode"
+    for name, t in launcher["available_node_types"].items():
+        assert "run_options" not in t.get("docker", {}), f"{name}: would replace the auth-mode option"
+    # The token: fetched on every node (setup_commands run on all) to Ray's default path.
+    fetch = [c for c in launcher["setup_commands"] if "~/.ray/auth_token" in c]
+    assert len(fetch) == 1 and "/scotd/RAY_AUTH_TOKEN" in fetch[0] and "WithDecryption=True" in fetch[0]
+    assert "umask 077" in fetch[0], "the token file is readable by its owner only"
+    text = (CLUSTER / "aws.yaml").read_text()
+    assert not re.search(r"RAY_AUTH_TOKEN\s*=", text), "the token is never written into the config"
+
+
+def test_launcher_dashboard_listens_on_the_heads_loopback_only(launcher: dict[str, Any]) -> None:
+    flags = _ray_start_flags(launcher["head_start_ray_commands"])
+    assert flags.get("dashboard-host") in LOOPBACK, (
+        f"dashboard-host={flags.get('dashboard-host')}: the job API runs code; `ray dashboard` tunnels to "
+        "the head's loopback"
+    )
+    assert "0.0.0.0" not in (CLUSTER / "aws.yaml").read_text()
+
+
+@pytest.mark.parametrize("kind", ["RayCluster", "RayJob"])
+def test_kuberay_clusters_keep_the_job_api_inside_the_cluster(kind: str) -> None:
+    spec = _cluster_specs()[kind]
+    assert spec["authOptions"]["mode"] == "token", f"{kind}: Ray token auth is on"
+    head = spec["headGroupSpec"]
+    assert head.get("serviceType", "ClusterIP") == "ClusterIP", f"{kind}: the head Service stays internal"
+    for g in [head, *spec["workerGroupSpecs"]]:
+        pod = g["template"]["spec"]
+        # With neither, 0.0.0.0 in the Ray container is the pod's private IP and loopback only.
+        assert not pod.get("hostNetwork"), f"{kind}: a host-network pod would put the job API on the node"
+        for c in pod["containers"]:
+            assert all("hostPort" not in port for port in c.get("ports", [])), f"{kind}: no hostPort"
+            assert not any(v["name"] in ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN") for v in c.get("env", [])), (
+                f"{kind}: authOptions sets the auth mode and token; a manual value would override it"
+            )
+
+
+def test_the_readme_says_how_to_reach_an_authenticated_cluster() -> None:
+    text = (CLUSTER / "README.md").read_text()
+    for needle in (
+        "ray get-auth-token --generate",
+        "/scotd/RAY_AUTH_TOKEN",
+        "ray dashboard cluster/aws.yaml",
+        "RAY_AUTH_MODE=token",
+        "kubectl port-forward svc/scotd-head-svc 8265:8265",
+        "auth_token",
+    ):
+        assert needle in text, f"cluster/README.md does not say {needle!r}"
+
+
 # --- Serve: serve/config.yaml, cluster/serve.yaml and the RayService agree --------------------------
 
 

@@ -102,3 +102,91 @@ def test_resolved_config_roundtrips(tmp_path: Path) -> None:
     assert path.read_text().startswith("# DemoConfig, resolved")
     assert load_config(DemoConfig, path) == cfg
     assert yaml.safe_load(path.read_text())["teacher"]["api_key_env"] == "TEACHER_KEY"
+
+
+class Deep(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    teacher: Endpoint = Endpoint()
+
+
+class FreeformConfig(StageConfig):
+    nested: Deep = Deep()
+    extra: dict[str, object] = Field(default_factory=dict)
+
+
+KEYS = [
+    "sk-proj-abcdefghijklmnop1234",
+    "sk-ant-api03-abcdefghijklmnop",
+    "hf_abcdefghijklmnopqrstu",
+    "Bearer abcdefgh12345678",
+    "AKIAABCDEFGHIJKLMNOP",
+    "https://user:hunter2hunter2@example.com/v1",
+    "prefix-then sk-abcdefghijklmnop",
+]
+
+
+@pytest.mark.parametrize("secret", KEYS)
+def test_key_shaped_values_are_refused_at_any_depth_and_never_echoed(secret: str) -> None:
+    for overrides, where in (
+        ({"teacher": {"api_key_env": secret}}, "teacher.api_key_env"),  # the case
+        ({"nested": {"teacher": {"base_url": secret}}}, "nested.teacher.base_url"),
+        ({"extra": {"a": [{"b": secret}]}}, "extra.a[0].b"),
+        ({"extra": {secret: 1}}, "a key under extra"),
+    ):
+        cls = DemoConfig if "teacher" in overrides else FreeformConfig
+        with pytest.raises(ConfigError) as err:
+            load_config(cls, overrides=overrides)
+        assert where in str(err.value) and "secret" in str(err.value)
+        assert secret not in str(err.value)
+
+
+def test_ordinary_values_that_merely_resemble_keys_pass() -> None:
+    for value in ("OPENAI_API_KEY", "sk-learn", "task-sk-1", "https://example.com/v1", "bearer bonds"):
+        load_config(FreeformConfig, overrides={"extra": {"v": value}})
+
+
+def test_an_api_key_pasted_into_a_flag_is_not_written_anywhere(tmp_path: Path) -> None:
+    from scotd.cli import main
+
+    secret = "sk-abcdefghijklmnopqrstuv"
+    out = tmp_path / "run"
+    assert main(["sample", "--dry-run", "true", "--teacher.api-key-env", secret, "--out", str(out)]) == 2
+    assert not out.exists()  # no config.yaml (nor anything else) holds it
+
+
+def test_pathological_yaml_fails_with_a_message_not_a_traceback(tmp_path: Path) -> None:
+    deep = tmp_path / "deep.yaml"
+    deep.write_text("extra:\n  x: " + "[" * 5000 + "]" * 5000 + "\n")
+    with pytest.raises(ConfigError, match="nested too deeply"):
+        load_config(FreeformConfig, deep)
+    parseable = tmp_path / "parseable.yaml"
+    parseable.write_text("extra: " + "{a: " * 200 + "1" + "}" * 200 + "\n")
+    with pytest.raises(ConfigError, match=r"extra\.a\.a.* nests more than 32 levels"):
+        load_config(FreeformConfig, parseable)
+    bomb = tmp_path / "bomb.yaml"
+    levels = ["a0: &a0 [x, x, x, x, x, x, x, x, x, x]"]
+    levels += [f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 10)}]" for i in range(1, 7)]
+    bomb.write_text("extra:\n" + "".join(f"  {line}\n" for line in levels))
+    with pytest.raises(ConfigError, match="more than 100,000 values"):
+        load_config(FreeformConfig, bomb)
+    loop = tmp_path / "loop.yaml"
+    loop.write_text("extra:\n  a: &a [*a]\n")
+    with pytest.raises(ConfigError, match="nests more than"):
+        load_config(FreeformConfig, loop)
+
+
+def test_a_deep_flag_value_is_named(tmp_path: Path) -> None:
+    parser = argparse.ArgumentParser()
+    add_config_arguments(parser, FreeformConfig)
+    args = parser.parse_args(["--extra", "[" * 5000 + "]" * 5000])
+    with pytest.raises(ConfigError, match="--extra is nested too deeply"):
+        config_from_args(FreeformConfig, args)
+
+
+def test_yaml_syntax_errors_do_not_echo_the_line(tmp_path: Path) -> None:
+    secret = "sk-abcdefghijklmnopqrstuv"
+    path = tmp_path / "broken.yaml"
+    path.write_text(f"teacher:\n  api_key_env: [{secret}\n")
+    with pytest.raises(ConfigError, match=r"not valid YAML: .* at line \d+, column \d+") as err:
+        load_config(DemoConfig, path)
+    assert secret not in str(err.value)
