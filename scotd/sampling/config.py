@@ -27,6 +27,26 @@ class TeacherEndpoint(_Section):
     backoff_base_s: float = Field(0.5, gt=0)
     backoff_max_s: float = Field(30.0, gt=0)
     idempotency_keys: bool = Field(True, description="send the request key as Idempotency-Key")
+    omit_fields: tuple[str, ...] = Field(
+        (),
+        description="request fields not to send, for endpoints that reject them (e.g. seed on vLLM's "
+        "CPU server): any of seed, top_p, stop, logprobs, temperature; comma-separated on the command line",
+    )
+
+    @field_validator("omit_fields", mode="before")
+    @classmethod
+    def _split_omitted(cls, value: object) -> object:
+        return tuple(v.strip() for v in value.split(",") if v.strip()) if isinstance(value, str) else value
+
+    @field_validator("omit_fields")
+    @classmethod
+    def _omittable(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        from scotd.teacher.client import OMITTABLE_FIELDS
+
+        unknown = [v for v in value if v not in OMITTABLE_FIELDS]
+        if unknown:
+            raise ValueError(f"cannot omit {unknown}; omittable fields: {', '.join(OMITTABLE_FIELDS)}")
+        return tuple(sorted(set(value)))
 
 
 class Limits(_Section):
