@@ -77,6 +77,11 @@ def plan_requests(examples: list[Example], cfg: SampleConfig) -> list[PlannedReq
                 "logprobs": cfg.logprobs,
                 "chunk": chunk,
             }
+            # Omitted fields change what is bought, so they are part of the key; seed is not
+            # (it is derived from the key), so omitting it keeps an existing ledger valid.
+            omitted = [f for f in cfg.teacher.omit_fields if f != "seed"]
+            if omitted:
+                identity["omit_fields"] = omitted
             key = request_key(identity)
             request = TeacherRequest(
                 api=cfg.teacher.api,
