@@ -15,7 +15,7 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import IO
+from typing import IO, TypeVar
 
 import pyarrow as pa
 import pyarrow.fs as pafs
@@ -26,7 +26,14 @@ READ_ATTEMPTS = 4
 READ_BACKOFF_S = 0.25
 
 
-class StorageReadError(OSError):
+T = TypeVar("T")
+
+
+class StorageError(OSError):
+    """A read, write or listing failed for another reason than "no such file", even after retries."""
+
+
+class StorageReadError(StorageError):
     """A file exists (or may exist) but could not be read, even after retries."""
 
 
@@ -80,15 +87,37 @@ def _replace_atomically(target: str, write: Callable[[IO[bytes]], object]) -> No
         os.close(dir_fd)
 
 
-def write_bytes(loc: Location, relpath: str, data: bytes) -> None:
-    """Durably and atomically write ``data`` to ``loc/relpath`` (readers never see a partial file)."""
+def _retried(what: str, attempts: int, op: Callable[[], T]) -> T:
+    """``op()``, tried ``attempts`` times with backoff on ``OSError`` (not on FileNotFoundError)."""
+    for attempt in range(1, attempts + 1):
+        try:
+            return op()
+        except FileNotFoundError:
+            raise
+        except OSError as e:
+            if attempt == attempts:
+                raise StorageError(f"{what} failed ({attempts} attempts): {type(e).__name__}: {e}") from e
+            time.sleep(READ_BACKOFF_S * 2 ** (attempt - 1))
+    raise AssertionError("unreachable")
+
+
+def write_bytes(loc: Location, relpath: str, data: bytes, attempts: int = READ_ATTEMPTS) -> None:
+    """Durably and atomically write ``data`` to ``loc/relpath`` (readers never see a partial file).
+
+    A failed write is retried with backoff (an object store's passing 503), then raised as
+    ``StorageError``.
+    """
     target = loc.join(relpath)
-    if loc.is_local:
-        _replace_atomically(target, lambda f: f.write(data))
-        return
-    loc.fs.create_dir(posixpath.dirname(target), recursive=True)
-    with loc.fs.open_output_stream(target) as out:  # one PUT (or multipart upload): atomic
-        out.write(data)
+
+    def write() -> None:
+        if loc.is_local:
+            _replace_atomically(target, lambda f: f.write(data))
+            return
+        loc.fs.create_dir(posixpath.dirname(target), recursive=True)
+        with loc.fs.open_output_stream(target) as out:  # one PUT (or multipart upload): atomic
+            out.write(data)
+
+    _retried(f"writing {loc.uri}/{relpath}", attempts, write)
 
 
 def write_parquet(loc: Location, relpath: str, table: pa.Table) -> None:
@@ -128,7 +157,11 @@ def read_bytes(loc: Location, relpath: str, attempts: int = READ_ATTEMPTS) -> by
 
 
 def exists(loc: Location, relpath: str) -> bool:
-    return loc.fs.get_file_info(loc.join(relpath)).type == pafs.FileType.File
+    """Whether ``loc/relpath`` is a file; a failing lookup is retried, then raised, never ``False``."""
+    info = _retried(
+        f"looking up {loc.uri}/{relpath}", READ_ATTEMPTS, lambda: loc.fs.get_file_info(loc.join(relpath))
+    )
+    return info.type == pafs.FileType.File
 
 
 def list_files(loc: Location, relpath: str = "", suffix: str = "") -> list[str]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import random
 import time
 from typing import Any
@@ -11,13 +12,15 @@ import numpy as np
 import openai
 import ray
 
-from scotd import secrets
+from scotd import secrets, storage
 from scotd.sampling.plan import request_from_json
 from scotd.sampling.records import settle
 from scotd.teacher.client import CallOutcome, TeacherRequest, call_teacher, interpret
 from scotd.teacher.ledger import Ledger
 from scotd.teacher.prices import Price
 from scotd.teacher.ratelimit import Grant, RateLimiter
+
+log = logging.getLogger(__name__)
 
 NAMESPACE = "scotd"
 
@@ -221,11 +224,26 @@ class TeacherSampler:
             "received_at": time.time(),
         }
         # Durable first, uninterpreted: a crash or an odd body after this line loses nothing paid for.
-        await asyncio.to_thread(self.ledger.put, key, record)
+        try:
+            await asyncio.to_thread(self.ledger.put, key, record)
+        except storage.StorageError as e:
+            # Paid but not stored (the ledger's storage failed even after retries): an error row,
+            # loudly, rather than killing every other request of the run.
+            log.error("the answer to %s was paid for but could not be stored: %s", key, e)
+            completion = request.n * request.max_tokens  # charged at the reservation's bound
+            prompt = est_tokens - completion
+            await self.limiter.complete.remote(
+                grant.grant_id, prompt, completion, self.price.cost(prompt, completion)
+            )
+            return self._status(key, "failed_store", f"paid, not stored: {e}", attempts), ""
         seen = interpret(outcome.raw_body, request.n)
         if seen.body is None:
-            await asyncio.to_thread(self.ledger.set_aside_unusable, key, record, seen.unusable)
             await self.limiter.complete.remote(grant.grant_id)
+            try:
+                await asyncio.to_thread(self.ledger.set_aside_unusable, key, record, seen.unusable)
+            except storage.StorageError as e:  # the raw answer stays put; the next run sets it aside
+                log.error("could not set aside the unusable answer to %s: %s", key, e)
+                return self._status(key, "failed_store", f"unusable, not set aside: {e}", attempts), ""
             return None, seen.unusable
         completion_bound = request.n * request.max_tokens
         settled = settle(

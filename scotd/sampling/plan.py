@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from typing import Any
 
 from scotd import prompts
 from scotd.sampling.config import SampleConfig
@@ -64,7 +65,7 @@ def plan_requests(examples: list[Example], cfg: SampleConfig) -> list[PlannedReq
         messages = tuple((m["role"], m["content"]) for m in prompts.teacher_messages(ex, pset))
         offset = 0
         for chunk, size in enumerate(chunk_sizes(cfg.n, cfg.teacher.max_n)):
-            identity = {
+            identity: dict[str, Any] = {
                 "model": cfg.teacher.model,
                 "api": cfg.teacher.api,
                 "prompt": text if cfg.teacher.api == "completions" else [list(m) for m in messages],

@@ -132,20 +132,25 @@ def test_omit_fields_leaves_them_out_of_the_body_and_is_validated() -> None:
 
 
 class FlakyHandler(pafs.FileSystemHandler):
-    """A real local filesystem whose first ``fail`` opens for reading raise an I/O error."""
+    """A real local filesystem whose first ``fail`` reads, writes and lookups each raise an I/O
+    error, as an object store under load does (pyarrow wraps this as a filesystem, like S3's)."""
 
     def __init__(self, fail: int) -> None:
         self.local = pafs.LocalFileSystem()
         self.fail = fail
-        self.opens = 0
+        self.calls: dict[str, int] = {}
+
+    def _maybe_fail(self, op: str) -> None:
+        self.calls[op] = self.calls.get(op, 0) + 1
+        if self.calls[op] <= self.fail:
+            raise OSError(f"{op}: AWS Error SLOW_DOWN during {op} operation (simulated 503)")
 
     def open_input_stream(self, path: str) -> Any:
-        self.opens += 1
-        if self.opens <= self.fail:
-            raise OSError("When reading information for key 'x': AWS Error SLOW_DOWN (simulated 503)")
+        self._maybe_fail("read")
         return self.local.open_input_stream(path)
 
     def get_file_info(self, paths: list[str]) -> list[pafs.FileInfo]:
+        self._maybe_fail("info")
         return self.local.get_file_info(paths)
 
     def get_type_name(self) -> str:
@@ -182,6 +187,7 @@ class FlakyHandler(pafs.FileSystemHandler):
         return self.local.open_input_file(path)
 
     def open_output_stream(self, path: str, metadata: Any) -> Any:
+        self._maybe_fail("write")
         return self.local.open_output_stream(path)
 
     def open_append_stream(self, path: str, metadata: Any) -> Any:
@@ -203,11 +209,18 @@ def test_a_passing_read_error_is_retried_not_taken_for_absent(
     (tmp_path / "paid.json").write_text('{"raw_body": "{}"}')
     loc, handler = _flaky(tmp_path, fail=2)
     assert storage.read_bytes(loc, "paid.json") == b'{"raw_body": "{}"}'
-    assert handler.opens == 3
+    assert handler.calls["read"] == 3
     assert storage.read_bytes(loc, "missing.json") is None  # absent is still absent
+    loc, handler = _flaky(tmp_path, fail=2)
+    assert storage.exists(loc, "paid.json") and handler.calls["info"] == 3
+    loc, handler = _flaky(tmp_path, fail=2)
+    storage.write_bytes(loc, "new.json", b"paid")
+    assert (tmp_path / "new.json").read_bytes() == b"paid" and handler.calls["write"] == 3
     loc, _ = _flaky(tmp_path, fail=100)
     with pytest.raises(storage.StorageReadError, match=r"paid\.json"):
         storage.read_bytes(loc, "paid.json")
+    with pytest.raises(storage.StorageError, match=r"new\.json"):
+        storage.exists(loc, "new.json")
 
 
 def test_final_files_are_replaced_atomically(tmp_path: Path) -> None:
