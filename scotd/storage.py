@@ -165,11 +165,19 @@ def exists(loc: Location, relpath: str) -> bool:
 
 
 def list_files(loc: Location, relpath: str = "", suffix: str = "") -> list[str]:
-    """Paths (relative to ``loc``) of files under ``relpath`` ending in ``suffix``; [] if absent."""
+    """Paths (relative to ``loc``) of files under ``relpath`` ending in ``suffix``; [] if absent.
+
+    A failing listing is retried, then raised (``StorageError``): never an empty list.
+    """
     base = loc.join(relpath) if relpath else loc.path
-    if loc.fs.get_file_info(base).type != pafs.FileType.Directory:
-        return []
-    infos = loc.fs.get_file_info(pafs.FileSelector(base, recursive=True))
+
+    def infos_of() -> list[pafs.FileInfo]:
+        if loc.fs.get_file_info(base).type != pafs.FileType.Directory:
+            return []
+        found: list[pafs.FileInfo] = loc.fs.get_file_info(pafs.FileSelector(base, recursive=True))
+        return found
+
+    infos = _retried(f"listing {loc.uri}/{relpath}", READ_ATTEMPTS, infos_of)
     prefix = loc.path.rstrip("/") + "/"
     return sorted(
         i.path.removeprefix(prefix)

@@ -214,6 +214,8 @@ def test_a_passing_read_error_is_retried_not_taken_for_absent(
     loc, handler = _flaky(tmp_path, fail=2)
     assert storage.exists(loc, "paid.json") and handler.calls["info"] == 3
     loc, handler = _flaky(tmp_path, fail=2)
+    assert storage.list_files(loc, suffix=".json") == ["paid.json"]  # not [] on a failed listing
+    loc, handler = _flaky(tmp_path, fail=2)
     storage.write_bytes(loc, "new.json", b"paid")
     assert (tmp_path / "new.json").read_bytes() == b"paid" and handler.calls["write"] == 3
     loc, _ = _flaky(tmp_path, fail=100)
