@@ -62,7 +62,7 @@ def run_corpus(cfg: CorpusConfig) -> dict[str, object]:
     table = table.replace_schema_metadata(
         {MODE_METADATA_KEY: cfg.mode.encode(), b"scotd.variant": cfg.variant.encode()}
     )
-    pq.write_table(table, out.join(TRAIN_FILE), filesystem=out.fs)
+    storage.write_parquet(out, TRAIN_FILE, table)  # atomic: a reader never sees half a training set
     report = {"input": cfg.input, "out": out.uri, "mode": cfg.mode, "variant": cfg.variant, **asdict(stats)}
     storage.write_bytes(out, "corpus_stats.json", json.dumps(report, indent=2).encode())
     write_resolved(cfg, out.uri)

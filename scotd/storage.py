@@ -11,10 +11,30 @@ import hashlib
 import os
 import posixpath
 import shutil
+import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import IO, TypeVar
 
+import pyarrow as pa
 import pyarrow.fs as pafs
+import pyarrow.parquet as pq
+
+# A read that fails for another reason than "no such file" is tried this many times, backing off.
+READ_ATTEMPTS = 4
+READ_BACKOFF_S = 0.25
+
+
+T = TypeVar("T")
+
+
+class StorageError(OSError):
+    """A read, write or listing failed for another reason than "no such file", even after retries."""
+
+
+class StorageReadError(StorageError):
+    """A file exists (or may exist) but could not be read, even after retries."""
 
 
 @dataclass(frozen=True)
@@ -46,53 +66,134 @@ def location(uri_or_path: str) -> Location:
     return Location(pafs.LocalFileSystem(), path, path)
 
 
-def write_bytes(loc: Location, relpath: str, data: bytes) -> None:
-    """Durably and atomically write ``data`` to ``loc/relpath`` (readers never see a partial file)."""
-    target = loc.join(relpath)
-    if loc.is_local:
-        os.makedirs(os.path.dirname(target), exist_ok=True)
-        tmp = f"{target}.tmp-{uuid.uuid4().hex}"
+def _replace_atomically(target: str, write: Callable[[IO[bytes]], object]) -> None:
+    """Local: ``write`` a temp file beside ``target``, fsync, rename over ``target``, fsync the dir."""
+    os.makedirs(os.path.dirname(target), exist_ok=True)
+    tmp = f"{target}.tmp-{uuid.uuid4().hex}"
+    try:
         with open(tmp, "wb") as f:
-            f.write(data)
+            write(f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, target)
-        dir_fd = os.open(os.path.dirname(target), os.O_RDONLY)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    dir_fd = os.open(os.path.dirname(target), os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+def _retried(what: str, attempts: int, op: Callable[[], T]) -> T:
+    """``op()``, tried ``attempts`` times with backoff on ``OSError`` (not on FileNotFoundError)."""
+    for attempt in range(1, attempts + 1):
         try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
+            return op()
+        except FileNotFoundError:
+            raise
+        except OSError as e:
+            if attempt == attempts:
+                raise StorageError(f"{what} failed ({attempts} attempts): {type(e).__name__}: {e}") from e
+            time.sleep(READ_BACKOFF_S * 2 ** (attempt - 1))
+    raise AssertionError("unreachable")
+
+
+def write_bytes(loc: Location, relpath: str, data: bytes, attempts: int = READ_ATTEMPTS) -> None:
+    """Durably and atomically write ``data`` to ``loc/relpath`` (readers never see a partial file).
+
+    A failed write is retried with backoff (an object store's passing 503), then raised as
+    ``StorageError``.
+    """
+    target = loc.join(relpath)
+
+    def write() -> None:
+        if loc.is_local:
+            _replace_atomically(target, lambda f: f.write(data))
+            return
+        loc.fs.create_dir(posixpath.dirname(target), recursive=True)
+        with loc.fs.open_output_stream(target) as out:  # one PUT (or multipart upload): atomic
+            out.write(data)
+
+    _retried(f"writing {loc.uri}/{relpath}", attempts, write)
+
+
+def write_parquet(loc: Location, relpath: str, table: pa.Table) -> None:
+    """``write_bytes`` for a parquet table, streamed (never held twice in memory)."""
+    target = loc.join(relpath)
+    if loc.is_local:
+        _replace_atomically(target, lambda f: pq.write_table(table, f))
         return
     loc.fs.create_dir(posixpath.dirname(target), recursive=True)
-    with loc.fs.open_output_stream(target) as out:
-        out.write(data)
+    pq.write_table(table, target, filesystem=loc.fs)  # an object appears only when its upload completes
 
 
-def read_bytes(loc: Location, relpath: str) -> bytes | None:
-    try:
-        with loc.fs.open_input_stream(loc.join(relpath)) as f:
-            data: bytes = f.read()
-            return data
-    except (FileNotFoundError, OSError):
-        return None
+def read_bytes(loc: Location, relpath: str, attempts: int = READ_ATTEMPTS) -> bytes | None:
+    """The bytes of ``loc/relpath``; ``None`` only when it does not exist.
+
+    Any other error (a passing object-store or network failure, a permission problem) is retried
+    with backoff, then raised as ``StorageReadError``: "could not read" never passes for "absent".
+    """
+    path = loc.join(relpath)
+    for attempt in range(1, attempts + 1):
+        try:
+            with loc.fs.open_input_stream(path) as f:
+                data: bytes = f.read()
+                return data
+        except FileNotFoundError:
+            return None
+        except OSError as e:
+            with contextlib.suppress(OSError):  # some stores report a missing key as a plain OSError
+                if loc.fs.get_file_info(path).type == pafs.FileType.NotFound:
+                    return None
+            if attempt == attempts:
+                raise StorageReadError(
+                    f"cannot read {loc.uri}/{relpath} ({attempts} attempts): {type(e).__name__}: {e}"
+                ) from e
+            time.sleep(READ_BACKOFF_S * 2 ** (attempt - 1))
+    raise AssertionError("unreachable")
 
 
 def exists(loc: Location, relpath: str) -> bool:
-    return loc.fs.get_file_info(loc.join(relpath)).type == pafs.FileType.File
+    """Whether ``loc/relpath`` is a file; a failing lookup is retried, then raised, never ``False``."""
+    info = _retried(
+        f"looking up {loc.uri}/{relpath}", READ_ATTEMPTS, lambda: loc.fs.get_file_info(loc.join(relpath))
+    )
+    return info.type == pafs.FileType.File
 
 
 def list_files(loc: Location, relpath: str = "", suffix: str = "") -> list[str]:
-    """Paths (relative to ``loc``) of files under ``relpath`` ending in ``suffix``; [] if absent."""
+    """Paths (relative to ``loc``) of files under ``relpath`` ending in ``suffix``; [] if absent.
+
+    A failing listing is retried, then raised (``StorageError``): never an empty list.
+    """
     base = loc.join(relpath) if relpath else loc.path
-    if loc.fs.get_file_info(base).type != pafs.FileType.Directory:
-        return []
-    infos = loc.fs.get_file_info(pafs.FileSelector(base, recursive=True))
+
+    def infos_of() -> list[pafs.FileInfo]:
+        if loc.fs.get_file_info(base).type != pafs.FileType.Directory:
+            return []
+        found: list[pafs.FileInfo] = loc.fs.get_file_info(pafs.FileSelector(base, recursive=True))
+        return found
+
+    infos = _retried(f"listing {loc.uri}/{relpath}", READ_ATTEMPTS, infos_of)
     prefix = loc.path.rstrip("/") + "/"
     return sorted(
         i.path.removeprefix(prefix)
         for i in infos
         if i.type == pafs.FileType.File and i.path.endswith(suffix) and ".tmp-" not in i.path
     )
+
+
+def move(loc: Location, src: str, dst: str) -> None:
+    """Move ``loc/src`` to ``loc/dst`` (a rename locally; copy-then-delete on object stores)."""
+    target = loc.join(dst)
+    if loc.is_local:
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+    else:
+        loc.fs.create_dir(posixpath.dirname(target), recursive=True)
+    loc.fs.move(loc.join(src), target)
 
 
 def delete(loc: Location, relpath: str) -> None:

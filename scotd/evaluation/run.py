@@ -118,7 +118,7 @@ def run_eval(cfg: EvalConfig) -> EvalResult:
             gen_s += float(sum(batch["gen_s"]))
             bar.update(n // max(1, per_question))
     rows = prediction_rows(loaded.examples, generations, cfg.label_only, cfg.display_name())
-    pq.write_table(pa.Table.from_pylist(rows), out.join("predictions.parquet"), filesystem=out.fs)
+    storage.write_parquet(out, "predictions.parquet", pa.Table.from_pylist(rows))  # atomic
     metrics = compute_metrics(rows, cfg.ks, cfg.seed)
     wall = time.time() - started
     tokens = sum(r["gen_tokens"] for r in rows)

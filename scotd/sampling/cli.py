@@ -15,13 +15,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from scotd.outlock import OutputLocked
     from scotd.sampling.run import TeacherAuthError, TeacherUnreachable, run_sampling
+    from scotd.storage import StorageReadError
     from scotd.tasks import DataUnavailable, UnknownTask
 
     try:
         cfg = config_from_args(SampleConfig, args)
         result = run_sampling(cfg)
-    except (ConfigError, UnknownTask, DataUnavailable, FileNotFoundError, ValueError) as e:
+    except StorageReadError as e:
+        print(f"error: {e}. Nothing more was bought; re-run once the storage answers.", file=sys.stderr)
+        return 1
+    except (ConfigError, UnknownTask, DataUnavailable, FileNotFoundError, ValueError, OutputLocked) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     except (TeacherAuthError, TeacherUnreachable) as e:

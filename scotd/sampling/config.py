@@ -51,6 +51,27 @@ class TeacherEndpoint(_Section):
             )
         return value
 
+    omit_fields: tuple[str, ...] = Field(
+        (),
+        description="request fields not to send, for endpoints that reject them (e.g. seed on vLLM's "
+        "CPU server): any of seed, top_p, stop, logprobs, temperature; comma-separated on the command line",
+    )
+
+    @field_validator("omit_fields", mode="before")
+    @classmethod
+    def _split_omitted(cls, value: object) -> object:
+        return tuple(v.strip() for v in value.split(",") if v.strip()) if isinstance(value, str) else value
+
+    @field_validator("omit_fields")
+    @classmethod
+    def _omittable(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        from scotd.teacher.client import OMITTABLE_FIELDS
+
+        unknown = [v for v in value if v not in OMITTABLE_FIELDS]
+        if unknown:
+            raise ValueError(f"cannot omit {unknown}; omittable fields: {', '.join(OMITTABLE_FIELDS)}")
+        return tuple(sorted(set(value)))
+
 
 class Limits(_Section):
     rpm: float = Field(0.0, ge=0, description="provider requests/min (0 = learn from x-ratelimit headers)")

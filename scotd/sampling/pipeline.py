@@ -28,6 +28,7 @@ def buy(
     run_id: str,
     prior_cost_usd: float,
     prior_tokens: int,
+    unusable_before: dict[str, int] | None = None,
 ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """Buy every request in ``todo`` (at most once each); return per-request statuses and limiter stats."""
     init_ray()
@@ -48,7 +49,7 @@ def buy(
     ray.get(limiter.snapshot.remote())  # created and registered before any sampler looks it up
     pool = cfg.pool
     t = cfg.teacher
-    rows = planned_rows(todo, price)
+    rows = planned_rows(todo, price, unusable_before or {})
     ds = ray.data.from_items(rows, override_num_blocks=max(1, min(len(rows), pool.num_samplers * 8)))
     statuses_ds = ds.map_batches(
         TeacherSampler,
@@ -65,6 +66,7 @@ def buy(
             "backoff_max_s": t.backoff_max_s,
             "idempotency_keys": t.idempotency_keys,
             "price": (price.prompt_per_1k, price.completion_per_1k),
+            "omit_fields": t.omit_fields,
         },
         batch_size=pool.requests_per_batch,
         compute=ray.data.ActorPoolStrategy(

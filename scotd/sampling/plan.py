@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from typing import Any
 
 from scotd import prompts
 from scotd.sampling.config import SampleConfig
@@ -62,7 +63,7 @@ def plan_requests(examples: list[Example], cfg: SampleConfig) -> list[PlannedReq
         prompt_tokens = counter.text(text) if cfg.teacher.api == "completions" else counter.messages(messages)
         offset = 0
         for chunk, size in enumerate(chunk_sizes(cfg.n, cfg.teacher.max_n)):
-            identity = {
+            identity: dict[str, Any] = {
                 "model": cfg.teacher.model,
                 "api": cfg.teacher.api,
                 "prompt": text if cfg.teacher.api == "completions" else [list(m) for m in messages],
@@ -75,6 +76,11 @@ def plan_requests(examples: list[Example], cfg: SampleConfig) -> list[PlannedReq
                 "logprobs": cfg.logprobs,
                 "chunk": chunk,
             }
+            # Omitted fields change what is bought, so they are part of the key; seed is not
+            # (it is derived from the key), so omitting it keeps an existing ledger valid.
+            omitted = [f for f in cfg.teacher.omit_fields if f != "seed"]
+            if omitted:
+                identity["omit_fields"] = omitted
             key = request_key(identity)
             request = TeacherRequest(
                 api=cfg.teacher.api,

@@ -2,7 +2,14 @@
 
 Outputs under ``cfg.out_dir()`` (a local path or an object-storage URI):
 ``ledger/`` (raw paid responses, the source of truth), ``corpus.parquet`` (one row per sample),
-``summary.json``, ``errors.jsonl`` (rejected input rows and failed requests), ``config.yaml``.
+``summary.json``, ``errors.jsonl`` (rejected input rows, failed requests, odd answers and
+quarantined ledger records), ``config.yaml``. Every file is written atomically, and the
+directory is locked for the run (``scotd.outlock``): a second run on it refuses at once.
+
+On start the ledger is read back and healed: an unreadable record (empty, torn, not JSON) is
+quarantined and its request bought again; a stored answer that holds no answer is set aside and
+bought again (bounded, see ``actors.MAX_UNUSABLE_ANSWERS``); a record stored raw by a run that
+died before pricing it is priced now.
 """
 
 from __future__ import annotations
@@ -16,10 +23,9 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
-import pyarrow.parquet as pq
-
 from scotd import storage
 from scotd.config import write_resolved
+from scotd.outlock import output_lock
 from scotd.sampling import records
 from scotd.sampling.config import SampleConfig
 from scotd.sampling.plan import PlannedRequest, plan_requests, request_to_json
@@ -82,9 +88,43 @@ def preflight(cfg: SampleConfig, secret: str | None) -> None:
         pass  # some endpoints have no /models; the real calls will tell
 
 
+def load_ledger(ledger: Ledger, unique: dict[str, PlannedRequest], price: Price) -> dict[str, dict[str, Any]]:
+    """The usable, priced records of the planned keys; heals the ledger on the way (see module doc).
+
+    Raises ``storage.StorageReadError`` when a record exists but cannot be read even after retries:
+    buying it again could pay twice for an answer that is there.
+    """
+    stored: dict[str, dict[str, Any]] = {}
+    for key in sorted(ledger.keys() & unique.keys()):
+        record = ledger.get(key)
+        if record is None:  # quarantined
+            continue
+        p = unique[key]
+        seen = records.view(record, p.request.n)
+        if seen.body is None:
+            ledger.set_aside_unusable(key, record, seen.unusable)
+            continue
+        if not isinstance(record.get("usage"), dict) or "cost_usd" not in record:
+            record = records.settle(
+                record, seen, price, p.est_prompt_tokens, p.request.n, p.request.max_tokens
+            )
+            ledger.put(key, record)
+        stored[key] = record
+    return stored
+
+
 def run_sampling(cfg: SampleConfig) -> SampleResult:
-    started = time.time()
+    """Plan, resume, buy and build the corpus; holds ``cfg.out_dir()`` for the whole run.
+
+    Raises ``outlock.OutputLocked`` at once when another run holds the directory.
+    """
     out = storage.location(cfg.out_dir())
+    with output_lock(out.uri, f"scotd sample {cfg.task}/{cfg.split}"):
+        return _run_sampling(cfg, out)
+
+
+def _run_sampling(cfg: SampleConfig, out: storage.Location) -> SampleResult:
+    started = time.time()
     secret = os.environ.get(cfg.teacher.api_key_env) or None
     loaded = load_task(cfg.task, cfg.split, data_dir=cfg.data_dir, limit=cfg.limit, seed=cfg.seed)
     if not loaded.examples:
@@ -94,9 +134,10 @@ def run_sampling(cfg: SampleConfig) -> SampleResult:
     planned = plan_requests(loaded.examples, cfg)
     unique = {p.key: p for p in planned}
     ledger = Ledger(out.uri + "/ledger")
-    done = ledger.keys() & unique.keys()
-    todo = [p for k, p in unique.items() if k not in done]
     price = price_for(cfg.teacher.model, cfg.budget.prompt_price_per_1k, cfg.budget.completion_price_per_1k)
+    stored = load_ledger(ledger, unique, price)
+    done = set(stored)
+    todo = [p for k, p in unique.items() if k not in done]
     plan_estimate = estimate(todo, price)
     write_resolved(cfg, out.uri)
     log.info(
@@ -128,27 +169,22 @@ def run_sampling(cfg: SampleConfig) -> SampleResult:
         preflight(cfg, secret)
         from scotd.sampling.pipeline import buy
 
-        prior_cost = (
-            sum((ledger.get(k) or {}).get("cost_usd", 0.0) for k in done) if cfg.budget.max_cost_usd else 0.0
+        prior_cost = sum(float(rec["cost_usd"]) for rec in stored.values())
+        prior_tokens = sum(
+            int(rec["usage"].get(t, 0))
+            for rec in stored.values()
+            for t in ("prompt_tokens", "completion_tokens")
         )
-        prior_tokens = (
-            sum(
-                sum(
-                    (ledger.get(k) or {}).get("usage", {}).get(t, 0)
-                    for t in ("prompt_tokens", "completion_tokens")
-                )
-                for k in done
-            )
-            if cfg.budget.max_total_tokens
-            else 0
-        )
+        unusable_before = {k: len(v) for k, v in ledger.unusable().items()}
         run_id = hashlib.sha256(out.uri.encode()).hexdigest()[:12]
         t0 = time.time()
-        statuses, limiter_stats = buy(cfg, todo, ledger, price, run_id, prior_cost, prior_tokens)
+        statuses, limiter_stats = buy(
+            cfg, todo, ledger, price, run_id, prior_cost, prior_tokens, unusable_before
+        )
         sampling_s = time.time() - t0
 
     summary = _finish(
-        cfg, out, ledger, planned, loaded, statuses, limiter_stats, sampling_s, started, plan_estimate
+        cfg, out, ledger, planned, loaded, statuses, limiter_stats, sampling_s, started, plan_estimate, stored
     )
     if limiter_stats.get("aborted"):
         raise TeacherAuthError(
@@ -169,18 +205,26 @@ def _finish(
     sampling_s: float,
     started: float,
     plan_estimate: dict[str, Any],
+    stored: dict[str, dict[str, Any]],
 ) -> dict[str, Any]:
     """Build corpus.parquet from the ledger and write summary.json and errors.jsonl."""
     rows: list[dict[str, Any]] = []
     cache: dict[str, tuple[dict[str, Any] | None, dict[str, Any] | None]] = {}
+    odd: dict[str, list[str]] = {}
+    samples_missing = 0
     for p in planned:
         if p.key not in cache:
-            rec = ledger.get(p.key)
+            rec = stored.get(p.key) or ledger.get(p.key)
             cache[p.key] = (rec, None if rec else ledger.get_failure(p.key))
+            if rec is not None:
+                seen = records.view(rec, p.request.n)
+                problems = list(seen.problems) if seen.body is not None else ["unusable"]
+                samples_missing += max(0, p.request.n - seen.choices)
+                if problems:
+                    odd[p.key] = problems
         rows.extend(records.rows_for_request(p, *cache[p.key]))
-    table = records.corpus_table(rows)
-    out.fs.create_dir(out.path, recursive=True)
-    pq.write_table(table, out.join("corpus.parquet"), filesystem=out.fs)
+    storage.write_parquet(out, "corpus.parquet", records.corpus_table(rows))
+    unusable = {k: v for k, v in ledger.unusable().items() if k in cache}
 
     samples = [r for r in rows if r["error"] is None]
     labeled = [r for r in samples if r["correct"] is not None]
@@ -244,6 +288,14 @@ def _finish(
         "teacher_accuracy": round(sum(bool(r["correct"]) for r in labeled) / len(labeled), 4)
         if labeled
         else None,
+        "odd_responses": {
+            **dict(sorted(Counter(p for problems in odd.values() for p in problems).items())),
+            "samples_missing": samples_missing,
+            "usage_estimated": sum(1 for rec, _ in cache.values() if rec and rec.get("usage_estimated")),
+            "unusable_set_aside": sum(len(v) for v in unusable.values()),
+            "unusable_this_run": sum(int(s.get("unusable", 0)) for s in statuses),
+        },
+        "ledger_quarantined": list(ledger.quarantined),
         "budget_stop": limiter_stats.get("budget_stopped") or None,
         "complete": all(rec is not None for rec, _ in cache.values()),
         "estimate_before_run": plan_estimate,
@@ -258,11 +310,16 @@ def _finish(
         for k, (rec, fail) in cache.items()
         if rec is None and fail
     ]
+    errors += [{"kind": "odd_response", "key": k, "problems": v} for k, v in odd.items()]
+    errors += [{"kind": "unusable_response", "key": k, "reasons": v} for k, v in unusable.items()]
+    errors += [{"kind": "quarantined_record", **q} for q in ledger.quarantined]
     storage.write_bytes(out, "errors.jsonl", "".join(json.dumps(e) + "\n" for e in errors).encode())
     return summary
 
 
-def planned_rows(todo: list[PlannedRequest], price: Price) -> list[dict[str, Any]]:
+def planned_rows(
+    todo: list[PlannedRequest], price: Price, unusable_before: dict[str, int] | None = None
+) -> list[dict[str, Any]]:
     """The rows the Ray Data pipeline consumes."""
     return [
         {
@@ -270,6 +327,7 @@ def planned_rows(todo: list[PlannedRequest], price: Price) -> list[dict[str, Any
             "request": request_to_json(p.request),
             "est_tokens": p.est_tokens,
             "est_cost": p.est_cost(price),
+            "unusable_before": (unusable_before or {}).get(p.key, 0),
         }
         for p in todo
     ]

@@ -2,6 +2,11 @@
 
 The client never retries by itself (``max_retries=0``): the sampler owns retries so that every
 attempt passes through the shared rate limiter and budget. Error text is scrubbed of the key.
+
+A 2xx answer is returned as raw text, uninterpreted, so the caller can make it durable first;
+``interpret`` (pure, total: it never raises) then reads a stored body however odd the provider
+was: usage missing, null, a string or numbers as strings; fewer choices than ``n``; not JSON; an
+HTML page from a proxy; an ``error`` object sent with a 200.
 """
 
 from __future__ import annotations
@@ -9,7 +14,8 @@ from __future__ import annotations
 import json
 import math
 import re
-from dataclasses import dataclass, field
+from collections.abc import Collection
+from dataclasses import dataclass
 from typing import Any, Literal
 
 import openai
@@ -18,6 +24,9 @@ OutcomeKind = Literal["ok", "rate_limited", "transient", "bad_request", "auth"]
 Api = Literal["completions", "chat"]
 
 _KEYLIKE = re.compile(r"(sk-[A-Za-z0-9_\-*]{4,}|Bearer\s+\S+)")
+# Request fields an endpoint may reject and that the sampler can leave out (``teacher.omit_fields``);
+# model, prompt/messages, n and max_tokens are what is being bought and always go.
+OMITTABLE_FIELDS = ("seed", "top_p", "stop", "logprobs", "temperature")
 
 
 @dataclass(frozen=True)
@@ -36,7 +45,8 @@ class TeacherRequest:
     logprobs: bool
     seed: int
 
-    def body(self) -> dict[str, Any]:
+    def body(self, omit: Collection[str] = ()) -> dict[str, Any]:
+        """The JSON body, without the fields in ``omit`` (names from ``OMITTABLE_FIELDS``)."""
         body: dict[str, Any] = {
             "model": self.model,
             "n": self.n,
@@ -55,20 +65,99 @@ class TeacherRequest:
             body["prompt"] = self.prompt
             if self.logprobs:
                 body["logprobs"] = 1
-        return body
+        return {k: v for k, v in body.items() if k not in omit}
 
 
 @dataclass(frozen=True)
 class CallOutcome:
+    """``kind == "ok"``: an HTTP 2xx arrived; ``raw_body`` is its text, not yet interpreted."""
+
     kind: OutcomeKind
     status: int | None = None
-    body: dict[str, Any] | None = None
+    raw_body: str = ""
     error: str = ""
     retry_after_s: float = 0.0
     limit_rpm: float = 0.0
     limit_tpm: float = 0.0
     latency_s: float = 0.0
-    usage: dict[str, int] = field(default_factory=dict)
+
+
+USAGE_FIELDS = ("prompt_tokens", "completion_tokens", "total_tokens")
+
+
+@dataclass(frozen=True)
+class Interpretation:
+    """What a stored 2xx body holds.
+
+    ``body``: the parsed response, or ``None`` when it holds no answer (``unusable`` says why).
+    ``usage``: the provider's token counts, ``None`` when missing or malformed (``problems`` says which).
+    ``problems``: odd but usable: ``usage_missing``, ``usage_malformed``, ``short_choices``.
+    """
+
+    body: dict[str, Any] | None
+    usage: dict[str, int] | None
+    choices: int = 0
+    problems: tuple[str, ...] = ()
+    unusable: str = ""
+
+
+def _token_count(value: Any) -> int | None:
+    """An int from an int, an integral float or a numeric string; ``None`` for anything else."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, str):
+        try:
+            value = float(value.strip())
+        except ValueError:
+            return None
+    if isinstance(value, int | float) and math.isfinite(value) and value >= 0 and value == int(value):
+        return int(value)
+    return None
+
+
+def _usage(raw: Any) -> tuple[dict[str, int] | None, str]:
+    if raw is None:
+        return None, "usage_missing"
+    if not isinstance(raw, dict):
+        return None, "usage_malformed"
+    prompt, completion = _token_count(raw.get("prompt_tokens")), _token_count(raw.get("completion_tokens"))
+    if prompt is None or completion is None:
+        return None, "usage_malformed"
+    return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}, ""
+
+
+def _unusable(reason: str) -> Interpretation:
+    return Interpretation(None, None, unusable=reason)
+
+
+def interpret(raw_body: str, n: int) -> Interpretation:
+    """Read a 2xx body that was asked for ``n`` samples. Pure and total: never raises."""
+    try:
+        parsed = json.loads(raw_body)
+    except (ValueError, RecursionError):
+        head = raw_body.lstrip()[:200].lower()
+        if head.startswith(("<!doctype", "<html")) or "<html" in head:
+            return _unusable("an HTML page, not JSON (a proxy's error page?)")
+        return _unusable(f"not JSON ({len(raw_body)} bytes)")
+    return inspect_body(parsed, n)
+
+
+def inspect_body(parsed: Any, n: int) -> Interpretation:
+    """``interpret`` for an already parsed body (ledger records written before raw bodies were kept)."""
+    if not isinstance(parsed, dict):
+        return _unusable(f"a JSON {type(parsed).__name__}, not an object")
+    choices = parsed.get("choices")
+    if not isinstance(choices, list):
+        error = parsed.get("error")
+        if error is not None:
+            message = error.get("message") if isinstance(error, dict) else error
+            return _unusable(f"an error object with HTTP 2xx: {str(message)[:200]}")
+        return _unusable("no 'choices' list")
+    usage, usage_problem = _usage(parsed.get("usage"))
+    problems = [usage_problem] if usage_problem else []
+    if len(choices) < n:
+        problems.append("short_choices")
+    return Interpretation(parsed, usage, len(choices), tuple(problems))
 
 
 @dataclass(frozen=True)
@@ -110,10 +199,12 @@ async def call_teacher(
     timeout_s: float,
     idempotency_key: str | None = None,
     secret: str | None = None,
+    omit: Collection[str] = (),
 ) -> CallOutcome:
-    """Send one request; never raises for provider or network failures (they become outcomes)."""
+    """Send one request without the fields in ``omit``; never raises for provider or network
+    failures (they become outcomes)."""
     headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
-    body = request.body()
+    body = request.body(omit)
     try:
         if request.api == "chat":
             raw = await client.chat.completions.with_raw_response.create(
@@ -123,28 +214,14 @@ async def call_teacher(
             raw = await client.completions.with_raw_response.create(
                 **body, extra_headers=headers, timeout=timeout_s
             )
-        latency = raw.elapsed.total_seconds()
-        rpm, tpm = (
-            _limit(raw.headers, "x-ratelimit-limit-requests"),
-            _limit(raw.headers, "x-ratelimit-limit-tokens"),
-        )
-        try:
-            parsed = json.loads(raw.text)
-            if not isinstance(parsed, dict) or not isinstance(parsed.get("choices"), list):
-                raise ValueError("no 'choices' list")
-        except ValueError as e:
-            return CallOutcome(
-                "transient", raw.status_code, error=f"malformed response body ({e})", latency_s=latency
-            )
-        usage = parsed.get("usage") or {}
+        # Nothing is interpreted here: the caller stores the text before anyone reads it.
         return CallOutcome(
             "ok",
             raw.status_code,
-            body=parsed,
-            limit_rpm=rpm,
-            limit_tpm=tpm,
-            latency_s=latency,
-            usage={k: int(usage.get(k) or 0) for k in ("prompt_tokens", "completion_tokens", "total_tokens")},
+            raw_body=raw.text,
+            limit_rpm=_limit(raw.headers, "x-ratelimit-limit-requests"),
+            limit_tpm=_limit(raw.headers, "x-ratelimit-limit-tokens"),
+            latency_s=raw.elapsed.total_seconds(),
         )
     except openai.RateLimitError as e:
         h = e.response.headers
@@ -169,23 +246,49 @@ async def call_teacher(
         return CallOutcome("transient", None, error=redact(f"connection error: {e.__cause__ or e}", secret))
 
 
+def _floats(values: Any) -> list[float] | None:
+    if not isinstance(values, list):
+        return None
+    out = [_float(v) for v in values if v is not None]
+    return None if not out or any(v is None for v in out) else [v for v in out if v is not None]
+
+
+def _float(value: Any) -> float | None:
+    if isinstance(value, dict):
+        value = value.get("logprob")
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return float(value)
+
+
 def samples_from_body(api: Api, body: dict[str, Any]) -> list[Sample]:
-    """The n samples of a stored response body, in ``index`` order (pure; used by the corpus)."""
-    out: list[tuple[int, Sample]] = []
-    for i, choice in enumerate(body.get("choices") or []):
-        index = int(choice.get("index", i))
+    """The samples of a stored response body, in ``index`` order (pure; used by the corpus).
+
+    Tolerant of odd providers: a choice that is not an object, or whose text is not a string,
+    becomes an empty sample; log-probs that are not numbers are dropped (``None``).
+    """
+    out: list[tuple[int, int, Sample]] = []
+    choices = body.get("choices")
+    for i, choice in enumerate(choices if isinstance(choices, list) else []):
+        if not isinstance(choice, dict):
+            choice = {}
+        index = choice.get("index", i)
+        index = index if isinstance(index, int) and not isinstance(index, bool) else i
+        lp = choice.get("logprobs")
+        lp = lp if isinstance(lp, dict) else {}
         if api == "chat":
-            text = (choice.get("message") or {}).get("content") or ""
-            lp = choice.get("logprobs") or {}
-            content = lp.get("content") if isinstance(lp, dict) else None
-            logprobs = [float(t["logprob"]) for t in content] if content else None
+            message = choice.get("message")
+            text = message.get("content") if isinstance(message, dict) else None
+            logprobs = _floats(lp.get("content"))
         else:
-            text = choice.get("text") or ""
-            lp = choice.get("logprobs") or {}
-            values = lp.get("token_logprobs") if isinstance(lp, dict) else None
-            logprobs = [float(x) for x in values if x is not None] if values else None
-        out.append((index, Sample(text, choice.get("finish_reason"), logprobs)))
-    return [s for _, s in sorted(out, key=lambda p: p[0])]
+            text = choice.get("text")
+            logprobs = _floats(lp.get("token_logprobs"))
+        finish = choice.get("finish_reason")
+        sample = Sample(
+            text if isinstance(text, str) else "", finish if isinstance(finish, str) else None, logprobs
+        )
+        out.append((index, i, sample))
+    return [s for _, _, s in sorted(out, key=lambda p: (p[0], p[1]))]
 
 
 def mean_logprob(sample: Sample) -> float | None:

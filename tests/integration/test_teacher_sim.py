@@ -126,6 +126,89 @@ def test_bad_requests_are_400s_that_say_why(sim: TeacherSimProcess) -> None:
     assert client(sim).models.list().data[0].id == "scotd-teacher-sim"
 
 
+def _json_error(status: int, headers: dict[str, str], raw: bytes) -> dict[str, Any]:
+    assert headers["content-type"].startswith("application/json"), (status, raw[:200])
+    error: dict[str, Any] = json.loads(raw)["error"]
+    return error
+
+
+def test_hostile_requests_get_json_4xx_errors_never_text_500s(sim: TeacherSimProcess) -> None:
+    before = sim.stats()
+    nested = b'{"model": "t", "prompt": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"
+    status, headers, raw = post(sim, "/v1/completions", nested)
+    assert status == 400 and "nests too deeply" in _json_error(status, headers, raw)["message"]
+    status, headers, raw = post(sim, "/v1/chat/completions", b"[" * 50_000)
+    assert status == 400 and _json_error(status, headers, raw)["type"] == "invalid_request_error"
+    status, headers, raw = post(sim, "/v1/no-such-route", completion_body())
+    assert status == 404 and _json_error(status, headers, raw)["message"] == "Not Found"
+    port = int(sim.root_url.rsplit(":", 1)[1])
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+    try:
+        conn.request("GET", "/v1/completions")
+        resp = conn.getresponse()
+        assert resp.status == 405
+        _json_error(resp.status, {k.lower(): v for k, v in resp.getheaders()}, resp.read())
+    finally:
+        conn.close()
+    status, headers, raw = post(sim, "/v1/completions", b" " * (33 * 1024 * 1024), timeout_s=30)
+    assert status == 413 and _json_error(status, headers, raw)
+    after = sim.stats()
+    assert after["paid_requests"] == before["paid_requests"]
+    # The server is still serving.
+    assert client(sim).completions.create(model="t", prompt="Q: x\nA:", max_tokens=5).choices[0].text
+
+
+ODD_SHAPES = (
+    "html",
+    "error_body",
+    "usage_missing",
+    "usage_null",
+    "usage_string",
+    "usage_strings",
+    "short_choices",
+)
+
+
+def _shape(status: int, raw: bytes, n: int) -> str:
+    assert status == 200
+    try:
+        body = json.loads(raw)
+    except ValueError:
+        return "html" if raw.lstrip().startswith(b"<html>") else "?"
+    if "error" in body:
+        return "error_body"
+    if len(body["choices"]) < n:
+        return "short_choices"
+    if "usage" not in body:
+        return "usage_missing"
+    usage = body["usage"]
+    if usage is None:
+        return "usage_null"
+    if isinstance(usage, str):
+        return "usage_string"
+    return "usage_strings" if isinstance(usage["prompt_tokens"], str) else "ok"
+
+
+def test_odd_provider_shapes_are_served_and_only_real_answers_billed() -> None:
+    args = [*FAST, "--seed", "3", "--idempotency", "false"]
+    for name in ODD_SHAPES:
+        args += [f"--fault-{name.replace('_', '-')}", str(1 / len(ODD_SHAPES))]
+    with TeacherSimProcess(args) as server:
+        shapes = [
+            _shape(*_status_body(post(server, "/v1/completions", completion_body(n=4))), 4) for _ in range(70)
+        ]
+        stats = server.stats()
+    seen = Counter(shapes)
+    assert set(seen) == set(ODD_SHAPES), seen
+    assert {name: stats["outcomes"][name] for name in ODD_SHAPES} == dict(seen)
+    billed = sum(n for name, n in seen.items() if name not in ("html", "error_body"))
+    assert stats["paid_requests"] == billed and stats["repeated_paid_requests"] == billed - 1
+
+
+def _status_body(response: tuple[int, dict[str, str], bytes]) -> tuple[int, bytes]:
+    return response[0], response[2]
+
+
 def test_unknown_questions_get_a_well_formed_fallback(sim: TeacherSimProcess, tmp_path: Path) -> None:
     path = tmp_path / "q.jsonl"
     path.write_text(
@@ -343,9 +426,15 @@ def test_wrong_key_is_401_and_the_key_never_appears_in_the_output() -> None:
             client(server, "wrong").completions.create(model="t", prompt="Q: x\nA:", max_tokens=5)
         assert info.value.code == "invalid_api_key" and key not in str(info.value.body)
         assert post(server, "/v1/completions", completion_body())[0] == 401  # no header at all
+        # Header bytes that are not UTF-8: a JSON 401, not a plain-text 500.
+        status, headers, raw = post(
+            server, "/v1/completions", completion_body(), {"Authorization": b"Bearer \xff\xfe"}
+        )  # type: ignore[dict-item]
+        assert status == 401 and headers["content-type"].startswith("application/json")
+        assert json.loads(raw)["error"]["code"] == "invalid_api_key"
         ok = client(server, key).completions.create(model="t", prompt="Q: x\nA:", max_tokens=5)
         assert ok.choices[0].text
         stats = server.stats()
         output = server.output()
-    assert stats["outcomes"]["401"] == 2 and stats["paid_requests"] == 1
+    assert stats["outcomes"]["401"] == 3 and stats["paid_requests"] == 1
     assert key not in output and "listening" in output

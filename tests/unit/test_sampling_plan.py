@@ -109,3 +109,10 @@ def test_chat_bodies_and_redaction() -> None:
         == "Incorrect API key provided: [redacted]"
     )
     assert "topsecret" not in redact("key topsecret rejected", "topsecret")
+
+
+def test_omitting_seed_keeps_the_keys_and_omitting_what_shapes_the_answer_changes_them() -> None:
+    base = [p.key for p in plan_requests(EXAMPLES, _cfg(n=2))]
+    assert [p.key for p in plan_requests(EXAMPLES, _cfg(n=2, teacher={"omit_fields": ["seed"]}))] == base
+    no_stop = plan_requests(EXAMPLES, _cfg(n=2, teacher={"omit_fields": "stop,seed"}))
+    assert not {p.key for p in no_stop} & set(base)

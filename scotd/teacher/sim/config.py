@@ -10,7 +10,11 @@ from scotd.config import StageConfig
 from scotd.teacher.sim.synthetic_cot import DEFAULT_ERROR_RATE
 
 Backend = Literal["auto", "synthetic", "replay"]
-FAULTS = ("500", "502", "503", "hang", "drop", "malformed")
+# Faults drawn before any work, never billed: errors, hangs, drops and 200s that carry no answer.
+UNBILLED_FAULTS = ("500", "502", "503", "hang", "drop", "malformed", "html", "error_body")
+# Odd shapes of a billed answer (odd providers and proxies): the tokens are paid for all the same.
+BILLED_FAULTS = ("usage_missing", "usage_null", "usage_string", "usage_strings", "short_choices")
+FAULTS = UNBILLED_FAULTS + BILLED_FAULTS
 
 
 class TeacherSimConfig(StageConfig):
@@ -47,6 +51,21 @@ class TeacherSimConfig(StageConfig):
     fault_hang: float = Field(0.0, ge=0, le=1, description="probability of hanging hang_s, then dropping")
     fault_drop: float = Field(0.0, ge=0, le=1, description="probability of closing the connection unanswered")
     fault_malformed: float = Field(0.0, ge=0, le=1, description="probability of a 200 with truncated JSON")
+    fault_html: float = Field(
+        0.0, ge=0, le=1, description="probability of a 200 text/html error page (a proxy in the way)"
+    )
+    fault_error_body: float = Field(
+        0.0, ge=0, le=1, description="probability of a 200 whose JSON body is an error object"
+    )
+    fault_usage_missing: float = Field(0.0, ge=0, le=1, description="billed answer without a usage field")
+    fault_usage_null: float = Field(0.0, ge=0, le=1, description="billed answer with usage: null")
+    fault_usage_string: float = Field(0.0, ge=0, le=1, description="billed answer with usage as a string")
+    fault_usage_strings: float = Field(
+        0.0, ge=0, le=1, description="billed answer whose usage numbers are strings"
+    )
+    fault_short_choices: float = Field(
+        0.0, ge=0, le=1, description="billed answer with fewer choices than n (the rest missing)"
+    )
     hang_s: float = Field(30.0, ge=0, le=600, description="how long a hanging request sleeps before dropping")
     api_key_env: str | None = Field(
         None, description="NAME of the env var holding the expected bearer key; unset = no auth"

@@ -6,7 +6,10 @@ Order of a generation request, each step able to end it:
 2. validation: a bad body, ``n > max_n`` or a too-long context is a 400;
 3. faults, drawn from the seeded RNG before any work and never billed: 500 / 502 / 503,
    hang (sleep ``hang_s``, then drop), drop (close the connection unanswered), malformed
-   (200 with a truncated JSON body);
+   (200 with a truncated JSON body), html (200 with a proxy's HTML error page), error_body
+   (200 whose JSON body is an ``error`` object). The billed odd shapes (``usage_missing``,
+   ``usage_null``, ``usage_string``, ``usage_strings``, ``short_choices``) are drawn here too
+   but go through steps 4-7 and are billed; only the response body is bent at the end;
 4. generation (instant; see ``backends``), then the provider's ``stop`` / ``max_tokens`` cut;
 5. admission to the RPM/TPM window with the request's full token cost, else a 429;
    (a repeated ``Idempotency-Key`` skips 3-7 and gets the first answer again, unbilled);
@@ -14,7 +17,8 @@ Order of a generation request, each step able to end it:
 7. the 200 response, billed in ``/stats``.
 
 Every ``/v1`` response carries the ``x-ratelimit-*`` headers of the limits that are set. Keys are
-never logged or echoed. ``/stats`` and ``/stats/reset`` are unauthenticated local admin routes.
+never logged or echoed. Every error, the server's own included (unknown route, body too large, a
+bug), is an OpenAI-shaped JSON error, never a plain-text page. ``/stats`` and ``/stats/reset`` are unauthenticated local admin routes.
 """
 
 from __future__ import annotations
@@ -30,7 +34,7 @@ from typing import Any
 from aiohttp import web
 
 from scotd.teacher.sim.backends import Teacher
-from scotd.teacher.sim.config import FAULTS, TeacherSimConfig
+from scotd.teacher.sim.config import BILLED_FAULTS, FAULTS, TeacherSimConfig
 from scotd.teacher.sim.idempotency import IdempotencyCache
 from scotd.teacher.sim.limits import SlidingWindowLimiter, retry_headers
 from scotd.teacher.sim.openai_api import ApiError, GenRequest, parse_request, response_body
@@ -45,6 +49,28 @@ _SERVER_ERRORS = {
     "502": ("Bad gateway.", "server_error"),
     "503": ("The engine is currently overloaded, please try again later.", "server_error"),
 }
+
+
+_PROXY_PAGE = (
+    "<html>\r\n<head><title>502 Bad Gateway</title></head>\r\n<body>\r\n"
+    "<center><h1>502 Bad Gateway</h1></center>\r\n<hr><center>nginx</center>\r\n</body>\r\n</html>\r\n"
+)
+
+
+def bend(body: dict[str, Any], shape: str | None) -> dict[str, Any]:
+    """A billed response body as an odd provider shapes it (``shape`` from ``BILLED_FAULTS``)."""
+    usage = body["usage"]
+    if shape == "usage_missing":
+        del body["usage"]
+    elif shape == "usage_null":
+        body["usage"] = None
+    elif shape == "usage_string":
+        body["usage"] = f"{usage['total_tokens']} tokens"
+    elif shape == "usage_strings":
+        body["usage"] = {k: str(v) for k, v in usage.items()}
+    elif shape == "short_choices":
+        body["choices"] = body["choices"][: len(body["choices"]) // 2]
+    return body
 
 
 class TeacherSim:
@@ -64,7 +90,7 @@ class TeacherSim:
         self._last_summary = time.monotonic()
 
     def app(self) -> web.Application:
-        app = web.Application(client_max_size=32 * 1024 * 1024)
+        app = web.Application(client_max_size=32 * 1024 * 1024, middlewares=[self._json_errors])
         app.router.add_post("/v1/completions", self.completions)
         app.router.add_post("/v1/chat/completions", self.chat_completions)
         app.router.add_get("/v1/models", self.models)
@@ -72,6 +98,22 @@ class TeacherSim:
         app.router.add_post("/stats/reset", self.reset_stats)
         app.on_response_prepare.append(self._add_limit_headers)
         return app
+
+    @web.middleware
+    async def _json_errors(self, request: web.Request, handler: Any) -> web.StreamResponse:
+        """aiohttp's own errors (404, 405, 413, ...) and any bug become JSON errors, not text pages."""
+        try:
+            response: web.StreamResponse = await handler(request)
+            return response
+        except web.HTTPException as e:
+            if e.status < 400:
+                raise
+            type_ = "invalid_request_error" if e.status < 500 else "server_error"
+            return self._error(request, ApiError(e.status, e.reason, type_), str(e.status))
+        except Exception:
+            log.exception("teacher-sim: unexpected error on %s", request.path)
+            err = ApiError(500, "teacher-sim failed on this request (a bug; see its log)", "server_error")
+            return self._error(request, err, "500")
 
     async def _add_limit_headers(self, request: web.Request, response: web.StreamResponse) -> None:
         if request.path.startswith("/v1/"):
@@ -112,9 +154,9 @@ class TeacherSim:
     def _check_auth(self, request: web.Request) -> web.Response | None:
         if self._api_key is None:
             return None
-        given = request.headers.get("Authorization", "")
-        expected = f"Bearer {self._api_key}"
-        if hmac.compare_digest(given.encode(), expected.encode()):
+        # Header bytes that are not UTF-8 arrive surrogate-escaped: compare them as the bytes sent.
+        given = request.headers.get("Authorization", "").encode("utf-8", "surrogateescape")
+        if hmac.compare_digest(given, f"Bearer {self._api_key}".encode()):
             return None
         err = ApiError(401, "Incorrect API key provided.", "invalid_request_error", None, "invalid_api_key")
         return self._error(request, err, "401")
@@ -129,6 +171,9 @@ class TeacherSim:
             return self._error(
                 request, ApiError(400, "the body is not valid JSON", "invalid_request_error"), "400"
             )
+        except RecursionError:
+            err = ApiError(400, "the body's JSON nests too deeply", "invalid_request_error")
+            return self._error(request, err, "400")
         try:
             req = parse_request(
                 body, chat=chat, max_n=self.config.max_n, context_tokens=self.config.context_tokens
@@ -159,9 +204,9 @@ class TeacherSim:
         self, request: web.Request, req: GenRequest, identity: str, chat: bool
     ) -> web.StreamResponse:
         fault = self._draw_fault()
-        if fault is not None:
+        if fault is not None and fault not in BILLED_FAULTS:
             return await self._fault(request, fault, chat)
-        return await self._answer(request, req, identity)
+        return await self._answer(request, req, identity, shape=fault)
 
     def _draw_fault(self) -> str | None:
         u, edge = self._fault_rng.random(), 0.0
@@ -181,6 +226,11 @@ class TeacherSim:
             obj = "chat.completion" if chat else "text_completion"
             truncated = f'{{"id": "cmpl-truncated", "object": "{obj}", "choices": [{{"index": 0, "te'
             return web.Response(status=200, body=truncated.encode(), content_type="application/json")
+        if fault == "html":
+            return web.Response(status=200, text=_PROXY_PAGE, content_type="text/html")
+        if fault == "error_body":
+            err = ApiError(500, "The server had an error while processing your request.", "server_error")
+            return web.json_response(err.body(), status=200)
         if fault == "hang":
             await asyncio.sleep(self.config.hang_s)
         # hang and drop: close the connection without a response (aiohttp then writes nothing).
@@ -188,7 +238,9 @@ class TeacherSim:
             request.transport.abort()
         return web.Response(status=500)
 
-    async def _answer(self, request: web.Request, req: GenRequest, identity: str) -> web.StreamResponse:
+    async def _answer(
+        self, request: web.Request, req: GenRequest, identity: str, shape: str | None = None
+    ) -> web.StreamResponse:
         rng = random.Random(f"seed:{req.seed}:{req.prompt}") if req.seed is not None else self._sample_rng
         generation = self.teacher.generate(req.prompt, req.n, req.temperature, rng, run_on=not req.chat)
         cuts = [cut(s.text, req.stop, req.max_tokens) for s in generation.samples]
@@ -209,8 +261,8 @@ class TeacherSim:
                 for c, s in zip(cuts, generation.samples, strict=True)
             ]
         await asyncio.sleep(self._latency_s(max((len(c.tokens) for c in cuts), default=0)))
-        body = response_body(req, cuts, logprobs)
-        self.stats.bill(identity, generation.backend, req.prompt_tokens, completion_tokens)
+        body = bend(response_body(req, cuts, logprobs), shape)
+        self.stats.bill(identity, generation.backend, req.prompt_tokens, completion_tokens, shape or "ok")
         log.debug(
             "%s n=%d backend=%s tokens=%d+%d",
             request.path, req.n, generation.backend, req.prompt_tokens, completion_tokens,

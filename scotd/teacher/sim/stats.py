@@ -12,8 +12,11 @@ import json
 import time
 from typing import Any
 
-# "replay": a repeated Idempotency-Key answered from the stored response, unbilled.
-OUTCOMES = ("ok", "replay", "429", "400", "401", "500", "502", "503", "hang", "drop", "malformed")
+from scotd.teacher.sim.config import FAULTS
+
+# "replay": a repeated Idempotency-Key answered from the stored response, unbilled. Billed odd
+# shapes (``usage_missing`` ...) count under their own name, not under "ok", and are paid.
+OUTCOMES = ("ok", "replay", "429", "400", "401", "404", "405", "413", *FAULTS)
 
 
 def request_identity(idempotency_key: str | None, body: Any) -> str:
@@ -40,11 +43,13 @@ class Stats:
         self._billed: set[str] = set()
 
     def record(self, outcome: str) -> None:
-        self.outcomes[outcome] += 1
+        self.outcomes[outcome] = self.outcomes.get(outcome, 0) + 1
 
-    def bill(self, identity: str, backend: str, prompt_tokens: int, completion_tokens: int) -> None:
-        """Count one 200 OK response and its tokens."""
-        self.record("ok")
+    def bill(
+        self, identity: str, backend: str, prompt_tokens: int, completion_tokens: int, outcome: str = "ok"
+    ) -> None:
+        """Count one billed 200 response (``outcome``: "ok" or a billed odd shape) and its tokens."""
+        self.record(outcome)
         self.backends[backend] = self.backends.get(backend, 0) + 1
         self.paid_requests += 1
         self.prompt_tokens += prompt_tokens

@@ -1,0 +1,120 @@
+"""One run per output directory: ``with output_lock(uri, "scotd sample"):``.
+
+A second run on a directory that is in use refuses at once (``OutputLocked``) and names the
+holder (host, pid, command, start time). It does not wait: two runs on one ledger would buy the
+same requests concurrently, and waiting silently behind a long run is rarely what was meant.
+
+- Local paths: an exclusive ``flock`` on ``<dir>/.scotd.lock``. The kernel drops it when the
+  holder exits, however it exits (``kill -9`` included), so a crashed run never leaves a stale lock.
+- Object storage has no locks: a lease object ``<dir>/.scotd.lock`` naming the holder and an
+  expiry, renewed every ``LEASE_S / 3`` by a daemon thread and deleted on exit. A lease that has
+  expired (its holder died) is taken over. Without a conditional PUT this is best effort: two runs
+  started within the same second can both get it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+from scotd import storage
+
+LOCK_FILE = ".scotd.lock"
+LEASE_S = 120.0
+
+
+class OutputLocked(RuntimeError):
+    """Another run holds the output directory."""
+
+
+def _holder(command: str) -> dict[str, Any]:
+    return {"host": socket.gethostname(), "pid": os.getpid(), "command": command, "since": time.time()}
+
+
+def _describe(holder: dict[str, Any] | None, uri: str) -> str:
+    if not holder:
+        who = "another run"
+    else:
+        since = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(float(holder.get("since", 0))))
+        who = f"{holder.get('command', 'a run')} (pid {holder.get('pid')} on {holder.get('host')}, since {since})"
+    return (
+        f"{uri} is in use by {who}; wait for it to finish or stop it, or write to another "
+        "directory. Two runs on one directory would buy the same requests twice."
+    )
+
+
+@contextlib.contextmanager
+def output_lock(uri: str, command: str) -> Iterator[None]:
+    """Hold ``uri`` for the duration of the block; raise ``OutputLocked`` at once if it is taken."""
+    loc = storage.location(uri)
+    if loc.is_local:
+        with _flock(loc, command):
+            yield
+    else:
+        with _lease(loc, command):
+            yield
+
+
+@contextlib.contextmanager
+def _flock(loc: storage.Location, command: str) -> Iterator[None]:
+    import fcntl
+
+    os.makedirs(loc.path, exist_ok=True)
+    fd = os.open(loc.join(LOCK_FILE), os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise OutputLocked(_describe(_read_json(os.pread(fd, 65536, 0)), loc.uri)) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, json.dumps(_holder(command)).encode(), 0)
+        try:
+            yield
+        finally:
+            os.ftruncate(fd, 0)
+            fcntl.flock(fd, fcntl.LOCK_UN)
+    finally:
+        os.close(fd)
+
+
+@contextlib.contextmanager
+def _lease(loc: storage.Location, command: str) -> Iterator[None]:
+    current = _read_json(storage.read_bytes(loc, LOCK_FILE) or b"")
+    if current and float(current.get("expires_at", 0)) > time.time():
+        raise OutputLocked(_describe(current, loc.uri))
+    holder = _holder(command)
+    stop = threading.Event()
+
+    def renew() -> None:
+        storage.write_bytes(
+            loc, LOCK_FILE, json.dumps({**holder, "expires_at": time.time() + LEASE_S}).encode()
+        )
+
+    def keep_renewing() -> None:
+        while not stop.wait(LEASE_S / 3):
+            with contextlib.suppress(OSError):  # a missed renewal is retried; the lease outlives two
+                renew()
+
+    renew()
+    thread = threading.Thread(target=keep_renewing, daemon=True, name="scotd-output-lease")
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join(timeout=10)
+        storage.delete(loc, LOCK_FILE)
+
+
+def _read_json(data: bytes) -> dict[str, Any] | None:
+    try:
+        value = json.loads(data.decode("utf-8"))
+    except (ValueError, RecursionError):
+        return None
+    return value if isinstance(value, dict) else None
