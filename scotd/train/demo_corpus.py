@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 
+from scotd import storage
 from scotd.corpus import CorpusSpec, Mode, build
 from scotd.tasks import load_task
 from scotd.tasks.synthetic import parse_question
@@ -56,5 +56,5 @@ def write_demo_corpus(
     table = pa.Table.from_pylist(train).replace_schema_metadata(
         {b"scotd.mode": mode.encode(), b"scotd.variant": b"cot"}
     )
-    pq.write_table(table, out / "train.parquet")
+    storage.write_parquet(storage.location(str(out)), "train.parquet", table)
     return out
