@@ -15,6 +15,7 @@ from pydantic import Field
 from scotd import storage
 from scotd.config import ConfigError, StageConfig, add_config_arguments, config_from_args, write_resolved
 from scotd.corpus import CorpusSpec, build
+from scotd.outlock import OutputLocked, output_lock
 
 TRAIN_FILE = "train.parquet"
 MODE_METADATA_KEY = b"scotd.mode"
@@ -53,6 +54,11 @@ def read_corpus(path: str) -> list[dict[str, object]]:
 
 
 def run_corpus(cfg: CorpusConfig) -> dict[str, object]:
+    with output_lock(storage.location(cfg.out_dir()).uri, f"scotd corpus {cfg.mode}"):
+        return _run_corpus(cfg)
+
+
+def _run_corpus(cfg: CorpusConfig) -> dict[str, object]:
     rows = read_corpus(cfg.input)
     spec = CorpusSpec(cfg.mode, cfg.dedup, cfg.near_threshold, cfg.per_example, cfg.variant)
     train, stats = build(rows, spec)
@@ -77,7 +83,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         cfg = config_from_args(CorpusConfig, args)
         report = run_corpus(cfg)
-    except (ConfigError, FileNotFoundError) as e:
+    except (ConfigError, FileNotFoundError, OutputLocked) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     acc = report["teacher_accuracy"]

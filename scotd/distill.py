@@ -27,6 +27,7 @@ from typing import Any
 
 from scotd import storage
 from scotd.config import write_resolved
+from scotd.outlock import output_lock
 from scotd.student.factory import StudentSource, resolve_student
 from scotd.student.tiny import TinySpec, build_tiny_student
 from scotd.train.checkpoint import TRAINER_STATE
@@ -111,12 +112,17 @@ def run_distill(cfg: DistillConfig) -> DistillResult:
     ``ValueError`` (empty corpus, no training rows), ``RuntimeError`` (training failed after
     ``max_failures`` restarts).
     """
-    started = time.time()
     info = corpus_info(cfg.corpus)
+    name = run_name(cfg, info.uri, info.digest)
+    with output_lock(storage.location(cfg.out).child(name).uri, f"scotd distill {name}"):
+        return _run_distill(cfg, info, name)
+
+
+def _run_distill(cfg: DistillConfig, info: CorpusInfo, name: str) -> DistillResult:
+    started = time.time()
     if info.rows == 0:
         raise ValueError(f"the corpus {info.file} has no rows")
     source = resolve_student(cfg.student)
-    name = run_name(cfg, info.uri, info.digest)
     fingerprint = run_fingerprint(cfg, info.uri, info.digest)
     root = storage.location(cfg.out)
     run = root.child(name)

@@ -17,12 +17,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     """Exit codes: 0 finished, 2 configuration / input problem (nothing started), 1 training failed."""
     from scotd.distill import run_distill
+    from scotd.outlock import OutputLocked
     from scotd.student.factory import StudentUnavailable
 
     try:
         cfg = config_from_args(DistillConfig, args)
         result = run_distill(cfg)
-    except (ConfigError, FileNotFoundError, StudentUnavailable, ValueError) as e:
+    except (ConfigError, FileNotFoundError, StudentUnavailable, ValueError, OutputLocked) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     except RuntimeError as e:

@@ -1,5 +1,8 @@
 """One run per output directory: ``with output_lock(uri, "scotd sample"):``.
 
+Every stage that writes a directory takes it: sample, corpus, distill (its run directory), eval
+and the pipeline (its whole output; its stages then lock their own subdirectories).
+
 A second run on a directory that is in use refuses at once (``OutputLocked``) and names the
 holder (host, pid, command, start time). It does not wait: two runs on one ledger would buy the
 same requests concurrently, and waiting silently behind a long run is rarely what was meant.
@@ -45,7 +48,8 @@ def _describe(holder: dict[str, Any] | None, uri: str) -> str:
         who = f"{holder.get('command', 'a run')} (pid {holder.get('pid')} on {holder.get('host')}, since {since})"
     return (
         f"{uri} is in use by {who}; wait for it to finish or stop it, or write to another "
-        "directory. Two runs on one directory would buy the same requests twice."
+        "directory. Two runs on one directory would overwrite each other's files (and two teacher "
+        "runs would buy the same requests twice)."
     )
 
 

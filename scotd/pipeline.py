@@ -33,6 +33,7 @@ from scotd import storage
 from scotd.config import StageConfig, load_config, validate_section, write_resolved
 from scotd.corpus_cli import CorpusConfig, run_corpus
 from scotd.evaluation.config import EvalConfig
+from scotd.outlock import output_lock
 from scotd.sampling.config import SampleConfig
 from scotd.teacher.prices import price_for
 from scotd.train.config import TINY_RECIPE, DistillConfig
@@ -290,12 +291,20 @@ class _Clock:
 
 
 def run_pipeline(cfg: PipelineConfig) -> dict[str, Any]:
-    """Run (or resume) the whole method; returns what ``results.json`` holds."""
+    """Run (or resume) the whole method; returns what ``results.json`` holds.
+
+    Raises ``outlock.OutputLocked`` at once (nothing started) when another run holds ``cfg.out``.
+    """
+    check_ready(cfg)
+    out = storage.location(cfg.out)
+    with output_lock(out.uri, "scotd pipeline"):
+        return _run_pipeline(cfg, out)
+
+
+def _run_pipeline(cfg: PipelineConfig, out: storage.Location) -> dict[str, Any]:
     from scotd.pipeline_report import assemble, write_report
 
     clock = _Clock()
-    check_ready(cfg)
-    out = storage.location(cfg.out)
     write_resolved(cfg, out.uri)
     from scotd.ray_runtime import init_ray
 

@@ -15,6 +15,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from scotd.evaluation.report import results_table
+    from scotd.outlock import OutputLocked
     from scotd.pipeline import PipelineNotReady, run_pipeline
     from scotd.pipeline_report import headline_lines
     from scotd.sampling.run import TeacherAuthError, TeacherUnreachable
@@ -33,6 +34,7 @@ def run(args: argparse.Namespace) -> int:
         TeacherAuthError,
         TeacherUnreachable,
         ValueError,
+        OutputLocked,
     ) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -24,6 +24,7 @@ from scotd.evaluation.engines import resolve_engine
 from scotd.evaluation.metrics import compute_metrics
 from scotd.evaluation.report import report_markdown, vote_curve_png
 from scotd.evaluation.stage import StudentGenerator
+from scotd.outlock import output_lock
 from scotd.parsing import parse_choices, parse_label_only
 from scotd.tasks import Example, load_task
 
@@ -69,6 +70,11 @@ def prediction_rows(
 
 
 def run_eval(cfg: EvalConfig) -> EvalResult:
+    with output_lock(storage.location(cfg.out_dir()).uri, f"scotd eval {cfg.name or cfg.model}"):
+        return _run_eval(cfg)
+
+
+def _run_eval(cfg: EvalConfig) -> EvalResult:
     from scotd.ray_runtime import init_ray
 
     started = time.time()

@@ -1,0 +1,41 @@
+"""Every stage that writes a directory refuses at once when another run holds it (before any work)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from scotd import storage
+from scotd.config import load_config
+from scotd.corpus_cli import CorpusConfig, run_corpus
+from scotd.distill import run_distill
+from scotd.evaluation.config import EvalConfig
+from scotd.evaluation.run import run_eval
+from scotd.outlock import OutputLocked, output_lock
+from scotd.pipeline import PipelineConfig, run_pipeline
+from scotd.train.config import DistillConfig, run_name
+from scotd.train.dataset import corpus_info
+from scotd.train.demo_corpus import write_demo_corpus
+
+
+def test_corpus_eval_and_pipeline_refuse_a_held_directory(tmp_path: Path) -> None:
+    ccfg = load_config(CorpusConfig, overrides={"input": str(tmp_path / "none"), "out": str(tmp_path / "c")})
+    ecfg = load_config(EvalConfig, overrides={"model": str(tmp_path / "m"), "out": str(tmp_path / "e")})
+    pcfg = load_config(PipelineConfig, overrides={"out": str(tmp_path / "p")})
+    for out, run in ((ccfg.out_dir(), lambda: run_corpus(ccfg)), (ecfg.out_dir(), lambda: run_eval(ecfg))):
+        with output_lock(out, "the first run"), pytest.raises(OutputLocked, match="in use by the first run"):
+            run()
+    with output_lock(str(tmp_path / "p"), "scotd pipeline"), pytest.raises(OutputLocked, match="pid"):
+        run_pipeline(pcfg)
+    assert not (tmp_path / "p" / "teacher").exists()  # nothing started: no teacher, no Ray
+
+
+def test_distill_locks_its_run_directory_only(tmp_path: Path) -> None:
+    corpus = write_demo_corpus(tmp_path / "corpus", questions=4, per_question=2)
+    cfg = load_config(DistillConfig, overrides={"corpus": str(corpus), "out": str(tmp_path / "runs")})
+    info = corpus_info(cfg.corpus)
+    run_dir = storage.location(cfg.out).child(run_name(cfg, info.uri, info.digest))
+    with output_lock(run_dir.uri, "scotd distill"), pytest.raises(OutputLocked, match="scotd distill"):
+        run_distill(cfg)
+    assert not storage.exists(run_dir, "config.yaml")  # refused before writing anything
