@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import random
 from typing import Any
 
 import pytest
@@ -55,3 +57,62 @@ def test_label_only_reads_a_bare_answer() -> None:
     assert parse_label_only("So the answer is: (a)", choices).label == "a"
     assert parse_label_only("y", choices).label == "b"
     assert parse_label_only("nothing", choices).label is None
+
+
+def _fixed_rows() -> list[dict[str, Any]]:
+    """30 questions (3 unlabeled), 9 votes each (one with 6), greedy too; seeded, shuffled."""
+    rng = random.Random(14)
+    out: list[dict[str, Any]] = []
+    for q in range(30):
+        gold = None if q % 10 == 9 else "abcd"[q % 4]
+        pool = [gold or "a", "a", "b", "c", "d", None, None]
+        row = {"example_id": f"q{q:02d}", "gold": gold}
+        out.append({**row, "mode": "greedy", "sample_index": 0, "pred_label": rng.choice(pool)})
+        out += [
+            {**row, "mode": "sampled", "sample_index": i, "pred_label": rng.choice(pool)}
+            for i in range(6 if q == 5 else 9)
+        ]
+    rng.shuffle(out)
+    return out
+
+
+_GREEDY = {"accuracy": 0.4444, "ci95": [0.2593, 0.6296], "unparseable_rate": 0.1481}
+_REST = {"single_sample_accuracy": 0.2417, "unparseable_rate": 0.2625, "mean_vote_share": 0.3601}
+
+
+@pytest.mark.parametrize(
+    ("ks", "seed", "curve", "any_correct"),
+    [
+        (
+            (1, 3, 5, 10, 20, 30),
+            0,
+            {"1": (0.2963, [0.1472, 0.4454]), "3": (0.3333, [0.1481, 0.5185]),
+             "5": (0.2963, [0.1481, 0.4815]), "6": (0.2963, [0.1481, 0.4815])},
+            [0.7778, 1.0],
+        ),
+        (
+            (2, 4),
+            3,
+            {"2": (0.3704, [0.1852, 0.5556]), "4": (0.3704, [0.1852, 0.5556]),
+             "6": (0.2963, [0.1481, 0.4815])},
+            [0.7407, 1.0],
+        ),
+    ],
+)  # fmt: skip
+def test_metrics_json_is_frozen(
+    ks: tuple[int, ...], seed: int, curve: dict[str, tuple[float, list[float]]], any_correct: list[float]
+) -> None:
+    """metrics.json, byte for byte, as the evaluator wrote it before voting had one home."""
+    expected = {
+        "questions": 30,
+        "labeled_questions": 27,
+        "greedy": _GREEDY,
+        "sampled": {
+            "k_drawn": 6,
+            "maj_at_k": {k: {"accuracy": acc, "ci95": ci} for k, (acc, ci) in curve.items()},
+            "any_correct": {"accuracy": 0.8889, "ci95": any_correct},
+            **_REST,
+        },
+    }
+    got = compute_metrics(_fixed_rows(), ks, seed)
+    assert json.dumps(got, indent=2) == json.dumps(expected, indent=2)
