@@ -60,6 +60,18 @@ def _scored(
     return ((s, g) for s, g in zip(samples, golds, strict=True) if g is not None)
 
 
+def correct_at_k(
+    samples: Sequence[Sequence[str | None]], golds: Sequence[str | None], ks: Iterable[int] = PAPER_KS
+) -> dict[int, list[bool]]:
+    """Per question with gold, whether the vote over its FIRST k samples is right, for every
+    k ≤ the fewest drawn (the per-question vector behind maj@k and its bootstrap interval)."""
+    pairs = list(_scored(samples, golds))
+    if not pairs:
+        return {}
+    n_min = min(len(s) for s, _ in pairs)
+    return {k: [vote(s[:k]).label == g for s, g in pairs] for k in sorted(set(ks)) if 1 <= k <= n_min}
+
+
 def maj_at_k(
     samples: Sequence[Sequence[str | None]], golds: Sequence[str | None], ks: Iterable[int] = PAPER_KS
 ) -> dict[int, float]:
@@ -67,21 +79,20 @@ def maj_at_k(
 
     Questions without gold are skipped. One set of N samples gives maj@k for all k ≤ N.
     """
-    pairs = list(_scored(samples, golds))
-    if not pairs:
-        return {}
-    n_min = min(len(s) for s, _ in pairs)
-    return {
-        k: sum(vote(s[:k]).label == g for s, g in pairs) / len(pairs)
-        for k in sorted(set(ks))
-        if 1 <= k <= n_min
-    }
+    return {k: sum(c) / len(c) for k, c in correct_at_k(samples, golds, ks).items()}
+
+
+def any_correct_per_question(
+    samples: Sequence[Sequence[str | None]], golds: Sequence[str | None]
+) -> list[bool]:
+    """Per question with gold, whether at least one of its samples is right."""
+    return [g in s for s, g in _scored(samples, golds)]
 
 
 def any_correct(samples: Sequence[Sequence[str | None]], golds: Sequence[str | None]) -> float:
     """Upper bound of voting: the share of questions where at least one sample is right."""
-    pairs = list(_scored(samples, golds))
-    return sum(g in s for s, g in pairs) / len(pairs) if pairs else 0.0
+    hits = any_correct_per_question(samples, golds)
+    return sum(hits) / len(hits) if hits else 0.0
 
 
 def unparseable_rate(samples: Sequence[Sequence[str | None]]) -> float:

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from scotd.voting import PAPER_KS, vote
+from scotd.voting import PAPER_KS, any_correct_per_question, correct_at_k, unparseable_rate, vote
 
 BOOTSTRAP_SAMPLES = 1000
 
@@ -57,33 +57,26 @@ def compute_metrics(
     out["labeled_questions"] = len({r["example_id"] for r in labeled})
     greedy = group_samples(labeled, "greedy")
     if greedy:
-        correct = [float(g[0]["pred_label"] == g[0]["gold"]) for g in greedy.values()]
+        first = [[g[0]["pred_label"]] for g in greedy.values()]
+        golds = [g[0]["gold"] for g in greedy.values()]
         out["greedy"] = {
-            **_acc(correct, seed),
-            "unparseable_rate": round(
-                float(np.mean([g[0]["pred_label"] is None for g in greedy.values()])), 4
-            ),
+            **_acc(correct_at_k(first, golds, ks=(1,))[1], seed),
+            "unparseable_rate": round(unparseable_rate(first), 4),
         }
     sampled = group_samples(labeled, "sampled")
     if sampled:
         k_drawn = min(len(g) for g in sampled.values())
         labels = [[r["pred_label"] for r in g] for g in sampled.values()]
         golds = [g[0]["gold"] for g in sampled.values()]
-        curve = {}
-        for k in sorted({*ks, k_drawn}):
-            if 1 <= k <= k_drawn:
-                curve[str(k)] = _acc(
-                    [float(vote(s[:k]).label == gold) for s, gold in zip(labels, golds, strict=True)], seed
-                )
-        every = [x for s in labels for x in s]
+        curve = correct_at_k(labels, golds, ks={*ks, k_drawn})
         out["sampled"] = {
             "k_drawn": k_drawn,
-            "maj_at_k": curve,
-            "any_correct": _acc([float(gold in s) for s, gold in zip(labels, golds, strict=True)], seed),
+            "maj_at_k": {str(k): _acc(correct, seed) for k, correct in curve.items()},
+            "any_correct": _acc(any_correct_per_question(labels, golds), seed),
             "single_sample_accuracy": round(
                 float(np.mean([x == gold for s, gold in zip(labels, golds, strict=True) for x in s])), 4
             ),
-            "unparseable_rate": round(sum(x is None for x in every) / len(every), 4) if every else 0.0,
+            "unparseable_rate": round(unparseable_rate(labels), 4),
             "mean_vote_share": round(float(np.mean([vote(s).share for s in labels])), 4),
         }
     return out

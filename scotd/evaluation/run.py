@@ -25,7 +25,7 @@ from scotd.evaluation.metrics import compute_metrics
 from scotd.evaluation.report import report_markdown, vote_curve_png
 from scotd.evaluation.stage import StudentGenerator
 from scotd.outlock import output_lock
-from scotd.parsing import parse_choices, parse_label_only
+from scotd.parsing import is_correct, parse_choices, parse_label_only
 from scotd.tasks import Example, load_task
 
 log = logging.getLogger(__name__)
@@ -62,7 +62,7 @@ def prediction_rows(
                 "rationale": parsed.rationale,
                 "pred_label": parsed.label,
                 "parse_error": parsed.reason,
-                "correct": None if ex.gold is None else parsed.label == ex.gold,
+                "correct": is_correct(parsed, ex),
                 "gen_tokens": int(g["gen_tokens"]),
             }
         )
