@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from scotd.voting import any_correct, maj_at_k, unparseable_rate, vote
+from scotd.voting import any_correct, any_correct_per_question, correct_at_k, maj_at_k, unparseable_rate, vote
 
 
 def test_plain_majority_and_share() -> None:
@@ -46,6 +46,9 @@ def test_maj_at_k_hand_computed() -> None:
         3: pytest.approx(2 / 3),
         5: pytest.approx(2 / 3),
     }
+    # The per-question vectors that eval bootstraps (questions without gold dropped).
+    assert correct_at_k(samples, golds, ks=(1, 3)) == {1: [True, False, False], 3: [False, True, True]}
+    assert any_correct_per_question(samples, golds) == [True, True, True]
     assert any_correct(samples, golds) == 1.0
     assert unparseable_rate(samples) == pytest.approx(2 / 20)
 
