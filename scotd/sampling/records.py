@@ -8,7 +8,6 @@ needs this function re-run.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import pyarrow as pa
@@ -42,8 +41,6 @@ CORPUS_SCHEMA = pa.schema(
         ("error", pa.string()),
     ]
 )
-
-RecordGetter = Callable[[str], dict[str, Any] | None]
 
 
 def view(record: dict[str, Any], n: int) -> Interpretation:

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import posixpath
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -186,9 +185,3 @@ def decoder_layers(model: torch.nn.Module) -> list[torch.nn.Module]:
     if not layers:
         raise ValueError(f"{type(model).__name__}: no decoder layers found (looked for {sorted(names)})")
     return layers
-
-
-def source_fingerprint(source: StudentSource) -> str:
-    """What identifies the student's initial weights in a run name (the hub id, or the path's last part)."""
-    base = source.path or source.name
-    return posixpath.basename(base.rstrip("/")) or base

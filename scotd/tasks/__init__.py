@@ -107,11 +107,3 @@ def _local_splits(spec: TaskSpec, root: Path | None) -> list[str]:
     if root is None:
         return []
     return [s for s, f in spec.files.items() if (root / spec.folder / f).is_file()]
-
-
-def available_splits(name: str, data_dir: str | os.PathLike[str] | None = None) -> list[str]:
-    """Splits that can be loaded without the network."""
-    spec = task_spec(name)
-    if spec is synthetic.SPEC or name.startswith("jsonl:"):
-        return list(SPLITS)
-    return _local_splits(spec, resolve_data_dir(data_dir))

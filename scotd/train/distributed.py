@@ -86,11 +86,6 @@ def wrap_model(
     raise ValueError(f"unknown strategy {strategy!r}; choose fsdp or ddp")
 
 
-def unwrap(model: torch.nn.Module) -> torch.nn.Module:
-    """The Hugging Face model inside a DDP wrapper (FSDP2 modules are their own model)."""
-    return model.module if hasattr(model, "module") and isinstance(model.module, torch.nn.Module) else model
-
-
 @contextlib.contextmanager
 def grad_sync(model: torch.nn.Module, enabled: bool) -> Iterator[None]:
     """Skip the gradient all-reduce/reduce-scatter on all but the last micro-batch of a step."""
@@ -125,15 +120,6 @@ def all_reduce_sum(values: Sequence[float], device: torch.device) -> list[float]
     if dist.is_initialized() and dist.get_world_size() > 1:
         dist.all_reduce(t, op=dist.ReduceOp.SUM)
     return [float(x) for x in t.tolist()]
-
-
-def broadcast_object(obj: Any) -> Any:
-    """Rank 0's ``obj`` on every rank."""
-    if not dist.is_initialized() or dist.get_world_size() == 1:
-        return obj
-    box = [obj]
-    dist.broadcast_object_list(box, src=0)
-    return box[0]
 
 
 def barrier() -> None:
