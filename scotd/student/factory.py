@@ -17,8 +17,6 @@ with and without special tokens), not looked up by family name, so unknown famil
 
 from __future__ import annotations
 
-import hashlib
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -29,7 +27,6 @@ if TYPE_CHECKING:
 
 StudentKind = Literal["tiny", "local", "uri", "hub"]
 TINY = "tiny"
-CACHE_ENV = "SCOTD_CACHE_DIR"
 
 
 class StudentUnavailable(RuntimeError):
@@ -91,25 +88,11 @@ def _resolve_hub(repo_id: str) -> StudentSource:
     return StudentSource(repo_id, "hub", repo_id)
 
 
-def cache_dir() -> Path:
-    return Path(os.environ.get(CACHE_ENV, Path.home() / ".cache" / "scotd"))
-
-
 def local_path(source: StudentSource) -> str:
     """A path or hub id ``from_pretrained`` can read on THIS node: URIs are copied once to a local cache."""
-    if source.kind != "uri":
-        return source.path
-    import pyarrow.fs as pafs
+    from scotd import storage
 
-    digest = hashlib.sha256(source.path.encode()).hexdigest()[:16]
-    dest = cache_dir() / "students" / digest
-    done = dest / ".complete"
-    if not done.is_file():
-        fs, path = pafs.FileSystem.from_uri(source.path)
-        dest.mkdir(parents=True, exist_ok=True)
-        pafs.copy_files(path, str(dest), source_filesystem=fs, destination_filesystem=pafs.LocalFileSystem())
-        done.write_text(source.path, encoding="utf-8")
-    return str(dest)
+    return storage.local_dir(source.path) if source.kind == "uri" else source.path
 
 
 @dataclass(frozen=True)
