@@ -62,12 +62,7 @@ def _tiny_student(cfg: DistillConfig, run: storage.Location, info: CorpusInfo, d
         texts = corpus_texts(ds, cfg.label_only)
         with tempfile.TemporaryDirectory(prefix="scotd-tiny-") as tmp:
             build_tiny_student(texts, tmp, spec)
-            import pyarrow.fs as pafs
-
-            init.fs.create_dir(init.path, recursive=True)
-            pafs.copy_files(
-                tmp, init.path, source_filesystem=pafs.LocalFileSystem(), destination_filesystem=init.fs
-            )
+            storage.upload_dir(tmp, init)
         storage.write_bytes(init, COMPLETE, info.uri.encode())
         log.info("built the tiny student (%s tokenizer) in %s", spec.tokenizer, init.uri)
     # file:// URIs are local too: from_pretrained wants the plain path.

@@ -201,6 +201,14 @@ def delete(loc: Location, relpath: str) -> None:
         loc.fs.delete_file(loc.join(relpath))
 
 
+def upload_dir(local_path: str, dest: Location) -> None:
+    """Copy the local directory ``local_path`` (recursively) into ``dest`` (a path or object store)."""
+    dest.fs.create_dir(dest.path, recursive=True)
+    pafs.copy_files(
+        local_path, dest.path, source_filesystem=pafs.LocalFileSystem(), destination_filesystem=dest.fs
+    )
+
+
 def local_dir(uri_or_path: str, cache_dir: str | None = None) -> str:
     """A local directory with the files of ``uri_or_path`` (e.g. a model export on ``s3://``).
 

@@ -72,15 +72,6 @@ def export_model(
     with tempfile.TemporaryDirectory(prefix="scotd-export-") as tmp:
         fresh.save_pretrained(tmp, safe_serialization=True)
         tokenizer.save_pretrained(tmp)
-        _copy_dir(tmp, dest)
+        storage.upload_dir(tmp, dest)
     storage.write_bytes(dest, MARKER, json.dumps({"step": step, **info}, indent=2).encode())
     return dest.uri
-
-
-def _copy_dir(local_dir: str, dest: storage.Location) -> None:
-    import pyarrow.fs as pafs
-
-    dest.fs.create_dir(dest.path, recursive=True)
-    pafs.copy_files(
-        local_dir, dest.path, source_filesystem=pafs.LocalFileSystem(), destination_filesystem=dest.fs
-    )
