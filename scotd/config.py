@@ -121,6 +121,12 @@ class StageConfig(BaseModel):
         return data
 
 
+class ConfigSection(BaseModel):
+    """A nested part of a stage config (``teacher:``, ``tiny:``): frozen, unknown keys forbidden."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
 def _leaf_fields(cls: type[BaseModel], prefix: str = "") -> list[tuple[str, Any]]:
     """``(dotted name, annotation)`` for every non-model field, nested models flattened."""
     out: list[tuple[str, Any]] = []
@@ -165,16 +171,13 @@ def add_config_arguments(parser: argparse.ArgumentParser, cls: type[StageConfig]
     for dotted, ann in _leaf_fields(cls):
         flag = "--" + dotted.replace("_", "-")
         field = _field_info(cls, dotted)
-        default = None
-        if field is not None:  # a default_factory field shows what the factory makes
-            default = field.default_factory() if field.default_factory is not None else field.default
         help_text = (field.description or "") if field is not None else ""
         group.add_argument(
             flag,
             dest=f"cfg:{dotted}",
             metavar=_metavar(ann),
             default=argparse.SUPPRESS,
-            help=f"{help_text} (default: {default!r})".strip(),
+            help=f"{help_text} (default: {_default(cls, dotted)!r})".strip(),
         )
 
 
@@ -186,6 +189,23 @@ def _field_info(cls: type[BaseModel], dotted: str) -> Any:
     sub = field.annotation
     assert isinstance(sub, type) and issubclass(sub, BaseModel)
     return _field_info(sub, rest)
+
+
+def _default(cls: type[BaseModel], dotted: str) -> Any:
+    """A flag's default as the config holds it: a section's default instance wins over its class's
+    field defaults (``tiny: TinySpec = TinySpec(tokenizer="bpe")`` shows ``bpe``)."""
+    head, _, rest = dotted.partition(".")
+    field = cls.model_fields[head]
+    value = field.get_default(call_default_factory=True)  # a factory shows what it makes
+    if not rest:
+        return value
+    if isinstance(value, BaseModel):
+        for part in rest.split("."):
+            value = getattr(value, part)
+        return value
+    sub = field.annotation  # a section without a default instance: its class's defaults
+    assert isinstance(sub, type) and issubclass(sub, BaseModel)
+    return _default(sub, rest)
 
 
 def _metavar(ann: Any) -> str:

@@ -29,7 +29,7 @@ from scotd import storage
 from scotd.config import write_resolved
 from scotd.outlock import output_lock
 from scotd.student.factory import StudentSource, resolve_student
-from scotd.student.tiny import TinySpec, build_tiny_student
+from scotd.student.tiny import build_tiny_student
 from scotd.train.checkpoint import TRAINER_STATE
 from scotd.train.config import DistillConfig, run_fingerprint, run_name
 from scotd.train.dataset import CorpusInfo, corpus_info, corpus_texts, prepare, read_corpus
@@ -58,13 +58,12 @@ def _tiny_student(cfg: DistillConfig, run: storage.Location, info: CorpusInfo, d
     """Build the tiny student once per run (a resumed run must reuse the same tokenizer)."""
     init = run.child(STUDENT_INIT)
     if not storage.exists(init, COMPLETE):
-        spec = TinySpec(**cfg.tiny.model_dump(), seed=cfg.seed)
         texts = corpus_texts(ds, cfg.label_only)
         with tempfile.TemporaryDirectory(prefix="scotd-tiny-") as tmp:
-            build_tiny_student(texts, tmp, spec)
+            build_tiny_student(texts, tmp, cfg.tiny, seed=cfg.seed)
             storage.upload_dir(tmp, init)
         storage.write_bytes(init, COMPLETE, info.uri.encode())
-        log.info("built the tiny student (%s tokenizer) in %s", spec.tokenizer, init.uri)
+        log.info("built the tiny student (%s tokenizer) in %s", cfg.tiny.tokenizer, init.uri)
     # file:// URIs are local too: from_pretrained wants the plain path.
     return (
         StudentSource("tiny", "local", init.path) if init.is_local else StudentSource("tiny", "uri", init.uri)

@@ -4,17 +4,13 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
-from scotd.config import StageConfig
+from scotd.config import ConfigSection, StageConfig
 from scotd.teacher.prices import price_for
 
 
-class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class TeacherEndpoint(_Section):
+class TeacherEndpoint(ConfigSection):
     base_url: str = Field("http://127.0.0.1:8000/v1", description="OpenAI-compatible base URL (…/v1)")
     model: str = Field("scotd-teacher-sim", description="teacher model name as the endpoint knows it")
     api: Literal["completions", "chat"] = Field("completions", description="which OpenAI API to call")
@@ -73,14 +69,14 @@ class TeacherEndpoint(_Section):
         return tuple(sorted(set(value)))
 
 
-class Limits(_Section):
+class Limits(ConfigSection):
     rpm: float = Field(0.0, ge=0, description="provider requests/min (0 = learn from x-ratelimit headers)")
     tpm: float = Field(0.0, ge=0, description="provider tokens/min (0 = learn from x-ratelimit headers)")
     safety: float = Field(0.95, gt=0, le=1, description="fraction of the limit to pace at")
     burst_s: float = Field(1.0, gt=0, description="seconds of unused credit a bucket may hold")
 
 
-class Budget(_Section):
+class Budget(ConfigSection):
     max_cost_usd: float | None = Field(None, ge=0, description="stop cleanly before spending more")
     max_total_tokens: int | None = Field(None, ge=0, description="stop cleanly before using more tokens")
     prompt_price_per_1k: float | None = Field(
@@ -103,7 +99,7 @@ class Budget(_Section):
         return self
 
 
-class SamplerPool(_Section):
+class SamplerPool(ConfigSection):
     num_samplers: int = Field(2, ge=1, description="sampler actors (each an asyncio client)")
     requests_per_batch: int = Field(8, ge=1, description="requests one Ray Data batch sends concurrently")
     batches_in_flight: int = Field(4, ge=1, description="batches each actor works on at once")

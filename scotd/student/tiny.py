@@ -25,12 +25,13 @@ from __future__ import annotations
 import json
 from collections import Counter
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
+from pydantic import Field
 from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, processors, trainers
 
+from scotd.config import ConfigSection
 from scotd.prompts import ANSWER_MARKER
 
 if TYPE_CHECKING:
@@ -52,18 +53,23 @@ SPEC_FILE = "scotd_tiny.json"
 LAYOUT = f"Q: ?\nAnswer Choices:\n(a) \nA: {ANSWER_MARKER} (a)\n\n{ANSWER_MARKER}"
 
 
-@dataclass(frozen=True)
-class TinySpec:
-    """Shape of the tiny student (defaults: the prototype's 1.07 M-parameter model)."""
+class TinySpec(ConfigSection):
+    """Shape of the tiny student (defaults: the prototype's 1.07 M-parameter model); also the
+    ``tiny:`` section of ``DistillConfig``, whose default is this with ``tokenizer="bpe"``."""
 
-    tokenizer: TinyTokenizerKind = "word"
-    vocab_size: int = 2048  # word: a cap; bpe: the target size
-    hidden_size: int = 128
-    num_layers: int = 4
-    num_heads: int = 4
-    ffn_size: int = 512
-    max_positions: int = 1024
-    seed: int = 0
+    tokenizer: TinyTokenizerKind = Field(
+        "word",
+        description="word: words + numbers 0-99 as tokens (synthetic task); bpe: byte-level BPE (any text)",
+    )
+    vocab_size: int = Field(2048, ge=64, description="word: cap; bpe: target size")
+    hidden_size: int = Field(128, ge=8)
+    num_layers: int = Field(4, ge=1)
+    num_heads: int = Field(4, ge=1)
+    ffn_size: int = Field(512, ge=8)
+    max_positions: int = Field(1024, ge=16)
+
+
+PROTOTYPE = TinySpec()
 
 
 def _word_pre_tokenizer() -> pre_tokenizers.PreTokenizer:
@@ -112,7 +118,7 @@ def _train_bpe(texts: Iterable[str], vocab_size: int) -> Tokenizer:
     return tok
 
 
-def train_tokenizer(texts: Iterable[str], spec: TinySpec = TinySpec()) -> PreTrainedTokenizerFast:
+def train_tokenizer(texts: Iterable[str], spec: TinySpec = PROTOTYPE) -> PreTrainedTokenizerFast:
     """A ``PreTrainedTokenizerFast`` of kind ``spec.tokenizer`` trained on ``texts`` (deterministic).
 
     Special tokens: ``<pad>``=0, ``<s>``=1 (prepended by ``encode``), ``</s>``=2, ``<unk>``=3.
@@ -144,11 +150,14 @@ def train_tokenizer(texts: Iterable[str], spec: TinySpec = TinySpec()) -> PreTra
     )
 
 
-def build_tiny_student(texts: Iterable[str], out_dir: str | Path, spec: TinySpec = TinySpec()) -> Path:
-    """Train a tokenizer on ``texts``, build a seeded random-init Llama-style model, save both to ``out_dir``.
+def build_tiny_student(
+    texts: Iterable[str], out_dir: str | Path, spec: TinySpec = PROTOTYPE, seed: int = 0
+) -> Path:
+    """Train a tokenizer on ``texts``, build a random-init Llama-style model seeded with ``seed``,
+    save both to ``out_dir``.
 
-    Deterministic: the same texts and spec give byte-identical weights and tokenizer. Returns
-    ``out_dir``. The spec is saved as ``scotd_tiny.json`` for provenance.
+    Deterministic: the same texts, spec and seed give byte-identical weights and tokenizer. Returns
+    ``out_dir``. The spec and seed are saved as ``scotd_tiny.json`` for provenance.
     """
     import torch
     from transformers import GenerationConfig, LlamaConfig, LlamaForCausalLM
@@ -171,7 +180,7 @@ def build_tiny_student(texts: Iterable[str], out_dir: str | Path, spec: TinySpec
     )
     # Seed a private generator state so building a student never disturbs the caller's RNG.
     with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(spec.seed)
+        torch.manual_seed(seed)
         model = LlamaForCausalLM(config)
     model.generation_config = GenerationConfig(
         bos_token_id=tokenizer.bos_token_id,
@@ -181,7 +190,9 @@ def build_tiny_student(texts: Iterable[str], out_dir: str | Path, spec: TinySpec
     )
     model.save_pretrained(out, safe_serialization=True)
     tokenizer.save_pretrained(out)
-    (out / SPEC_FILE).write_text(json.dumps(asdict(spec), indent=2) + "\n", encoding="utf-8")
+    (out / SPEC_FILE).write_text(
+        json.dumps({**spec.model_dump(), "seed": seed}, indent=2) + "\n", encoding="utf-8"
+    )
     return out
 
 

@@ -16,31 +16,13 @@ import json
 import re
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 
-from scotd.config import StageConfig
-
-
-class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+from scotd.config import ConfigSection, StageConfig
+from scotd.student.tiny import TinySpec
 
 
-class TinyStudent(_Section):
-    """Shape of ``--student tiny`` (see ``scotd.student.tiny``)."""
-
-    tokenizer: Literal["word", "bpe"] = Field(
-        "bpe",
-        description="word: words + numbers 0-99 as tokens (synthetic task); bpe: byte-level BPE (any text)",
-    )
-    vocab_size: int = Field(2048, ge=64, description="word: cap; bpe: target size")
-    hidden_size: int = Field(128, ge=8)
-    num_layers: int = Field(4, ge=1)
-    num_heads: int = Field(4, ge=1)
-    ffn_size: int = Field(512, ge=8)
-    max_positions: int = Field(1024, ge=16)
-
-
-class FaultInjection(_Section):
+class FaultInjection(ConfigSection):
     """Chaos drill: SIGKILL one worker once, to prove a run survives it (used by the tests)."""
 
     kill_rank: int | None = Field(None, ge=0, description="rank whose process kills itself")
@@ -78,7 +60,7 @@ class DistillConfig(StageConfig):
     length_grouping_steps: int = Field(
         0, ge=0, description="sort each window of this many steps' samples by length (0 = off): less padding"
     )
-    tiny: TinyStudent = TinyStudent()
+    tiny: TinySpec = TinySpec(tokenizer="bpe")  # the class default, "word", suits only the synthetic task
 
     # How and where (not in the hash: change and re-run to resume the same run).
     out: str = Field("outputs/distill", description="root dir or URI; the run lives in <out>/<name>/")

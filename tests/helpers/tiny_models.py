@@ -23,7 +23,7 @@ def _texts(exs: list[Example]) -> list[str]:
 def random_student(out_dir: Path) -> Path:
     """Random weights: sampled generations are diverse gibberish."""
     texts = _texts(questions())
-    return build_tiny_student(texts, out_dir, TinySpec(num_layers=2, seed=1))
+    return build_tiny_student(texts, out_dir, TinySpec(num_layers=2), seed=1)
 
 
 def always_a_student(out_dir: Path, steps: int = 150) -> Path:
@@ -32,7 +32,7 @@ def always_a_student(out_dir: Path, steps: int = 150) -> Path:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     exs = questions()
-    build_tiny_student(_texts(exs), out_dir, TinySpec(num_layers=2, seed=2))
+    build_tiny_student(_texts(exs), out_dir, TinySpec(num_layers=2), seed=2)
     tok = AutoTokenizer.from_pretrained(out_dir)
     model = AutoModelForCausalLM.from_pretrained(out_dir)
     opt = torch.optim.AdamW(model.parameters(), lr=3e-3)

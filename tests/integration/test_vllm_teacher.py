@@ -56,7 +56,7 @@ def vllm_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     root = tmp_path_factory.mktemp("vllm_teacher")
     # Room for the teacher prompt's demonstrations (~600 word-level tokens).
     export = build_tiny_student(
-        _texts(questions()), root / "export", TinySpec(num_layers=2, seed=1, max_positions=2048)
+        _texts(questions()), root / "export", TinySpec(num_layers=2, max_positions=2048), seed=1
     )
     (root / "chat.jinja").write_text(CHAT_TEMPLATE)
     port = _free_port()
