@@ -1,4 +1,4 @@
-"""Where things live on disk: the repo, the data directory, outputs."""
+"""Where things live on disk: the repo, the data directory, outputs (``task_slug``)."""
 
 from __future__ import annotations
 
@@ -46,3 +46,8 @@ def fetch_target_dir(explicit: str | os.PathLike[str] | None = None) -> Path:
         return Path(explicit).expanduser()
     env = os.environ.get(DATA_DIR_ENV)
     return Path(env).expanduser() if env else user_data_dir()
+
+
+def task_slug(task: str) -> str:
+    """A task name as one path component of an output directory (``jsonl:a/b.jsonl`` → ``jsonl-a_b.jsonl``)."""
+    return task.replace("jsonl:", "jsonl-").replace("/", "_")

@@ -7,6 +7,7 @@ from typing import Literal
 from pydantic import Field
 
 from scotd.config import StageConfig
+from scotd.paths import task_slug
 from scotd.voting import PAPER_KS
 
 
@@ -46,7 +47,7 @@ class EvalConfig(StageConfig):
     progress: bool = True
 
     def out_dir(self) -> str:
-        return self.out.format(task=self.task.replace("jsonl:", "jsonl-").replace("/", "_"), split=self.split)
+        return self.out.format(task=task_slug(self.task), split=self.split)
 
     def display_name(self) -> str:
         return (

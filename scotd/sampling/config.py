@@ -7,6 +7,7 @@ from typing import Literal
 from pydantic import Field, field_validator, model_validator
 
 from scotd.config import ConfigSection, StageConfig
+from scotd.paths import task_slug
 from scotd.teacher.prices import price_for
 
 
@@ -156,5 +157,4 @@ class SampleConfig(StageConfig):
         return self
 
     def out_dir(self) -> str:
-        task = self.task.replace("jsonl:", "jsonl-").replace("/", "_")
-        return self.out.format(task=task, split=self.split)
+        return self.out.format(task=task_slug(self.task), split=self.split)
