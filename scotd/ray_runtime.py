@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Mapping
+from typing import Any
 
 log = logging.getLogger(__name__)
 
@@ -54,3 +56,13 @@ def init_ray(num_cpus: int | None = None, quiet: bool = False) -> None:
         log_to_driver=not quiet,
         _node_ip_address="127.0.0.1",
     )
+
+
+def batch_rows(batch: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The rows of a Ray Data numpy batch, numpy scalars turned into Python values (JSON-safe)."""
+    n = len(next(iter(batch.values()))) if batch else 0
+    return [{c: _py(batch[c][i]) for c in batch} for i in range(n)]
+
+
+def _py(value: Any) -> Any:
+    return value.item() if hasattr(value, "item") else value

@@ -75,7 +75,7 @@ def run_eval(cfg: EvalConfig) -> EvalResult:
 
 
 def _run_eval(cfg: EvalConfig) -> EvalResult:
-    from scotd.ray_runtime import init_ray
+    from scotd.ray_runtime import batch_rows, init_ray
 
     started = time.time()
     engine = resolve_engine(cfg.engine)
@@ -119,10 +119,10 @@ def _run_eval(cfg: EvalConfig) -> EvalResult:
     per_question = (1 if cfg.greedy else 0) + cfg.votes
     with tqdm(total=len(items), unit="q", desc=f"eval {engine}", disable=not cfg.progress) as bar:
         for batch in gen_ds.iter_batches(batch_size=None, batch_format="numpy"):
-            n = len(batch["example_id"])
-            generations.extend({c: _py(batch[c][i]) for c in batch} for i in range(n))
+            got = batch_rows(batch)
+            generations.extend(got)
             gen_s += float(sum(batch["gen_s"]))
-            bar.update(n // max(1, per_question))
+            bar.update(len(got) // max(1, per_question))
     rows = prediction_rows(loaded.examples, generations, cfg.label_only, cfg.display_name())
     storage.write_parquet(out, "predictions.parquet", pa.Table.from_pylist(rows))  # atomic
     metrics = compute_metrics(rows, cfg.ks, cfg.seed)
@@ -163,7 +163,3 @@ def recompute(out_dir: str) -> dict[str, Any]:
     saved = storage.read_bytes(out, "config.yaml")
     cfg = EvalConfig.model_validate(yaml.safe_load(saved)) if saved else EvalConfig()
     return compute_metrics(rows, cfg.ks, cfg.seed)
-
-
-def _py(value: Any) -> Any:
-    return value.item() if hasattr(value, "item") else value

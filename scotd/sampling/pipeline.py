@@ -9,7 +9,7 @@ from typing import Any
 from tqdm import tqdm
 
 from scotd import secrets
-from scotd.ray_runtime import init_ray
+from scotd.ray_runtime import batch_rows, init_ray
 from scotd.sampling.actors import NAMESPACE, RateLimiterActor, TeacherSampler
 from scotd.sampling.config import SampleConfig
 from scotd.sampling.plan import PlannedRequest
@@ -80,9 +80,9 @@ def buy(
     last_poll = 0.0
     try:
         for batch in statuses_ds.iter_batches(batch_size=None, batch_format="numpy"):
-            n = len(batch["key"])
-            statuses.extend({col: _py(batch[col][i]) for col in batch} for i in range(n))
-            bar.update(n)
+            got = batch_rows(batch)
+            statuses.extend(got)
+            bar.update(len(got))
             if time.monotonic() - last_poll > 1.0:
                 last_poll = time.monotonic()
                 bar.set_postfix_str(_postfix(ray.get(limiter.snapshot.remote())), refresh=False)
@@ -105,7 +105,3 @@ def _postfix(s: dict[str, Any]) -> str:
         f"rpm={int(s['ok']) / minutes:.0f} tpm={tokens / minutes:.0f} tokens={tokens} "
         f"${float(s['cost_usd']):.4f} 429s={s['rate_limited']}"
     )
-
-
-def _py(value: Any) -> Any:
-    return value.item() if hasattr(value, "item") else value
