@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from scotd import storage
-from scotd.evaluation.report import finish_png, results_table, vote_curve_png
+from scotd.evaluation.report import accuracy_cell, finish_png, results_table, vote_curve_png
 from scotd.paper import paper_reference
 
 if TYPE_CHECKING:
@@ -163,10 +163,6 @@ def _computed_times(
     }
 
 
-def _pct(m: Mapping[str, Any] | None) -> str:
-    return f"{100 * m['accuracy']:.1f}" if m else "–"
-
-
 def headline_lines(results: Mapping[str, Any]) -> list[str]:
     """One line per comparison: ``SCoTD (N=30) vs label-only: +41.3 points (greedy), intervals apart``."""
     students = results["students"]
@@ -222,7 +218,7 @@ def _paper_table(results: Mapping[str, Any]) -> list[str]:
         "|---|---|---|",
     ]
     for name, s, ref in pairs:
-        mine = _pct(headline_metric(s["eval"], results["run"]["setting"])[1]) if s else "–"
+        mine = accuracy_cell(headline_metric(s["eval"], results["run"]["setting"])[1], ci=False) if s else "–"
         lines.append(f"| {name} | {mine} | {ref if ref is not None else '–'} |")
     if paper["n_ablation"]:
         lines += [
@@ -234,7 +230,11 @@ def _paper_table(results: Mapping[str, Any]) -> list[str]:
         ]
         for n_, ref in paper["n_ablation"].items():
             s = ours.get(int(n_))
-            mine = _pct(headline_metric(s["eval"], results["run"]["setting"])[1]) if s else "–"
+            mine = (
+                accuracy_cell(headline_metric(s["eval"], results["run"]["setting"])[1], ci=False)
+                if s
+                else "–"
+            )
             lines.append(f"| {n_} | {mine} | {ref} |")
     return lines
 

@@ -7,11 +7,16 @@ from collections.abc import Mapping
 from typing import Any
 
 
-def _pct(m: Mapping[str, Any] | None) -> str:
+def accuracy_cell(m: Mapping[str, Any] | None, ci: bool = True) -> str:
+    """An accuracy entry as a table cell in percent, ``71.3 [65.0, 77.1]`` (``71.3`` with
+    ``ci=False``); ``–`` when there is none."""
     if not m:
         return "–"
+    cell = f"{100 * m['accuracy']:.1f}"
+    if not ci:
+        return cell
     lo, hi = m["ci95"]
-    return f"{100 * m['accuracy']:.1f} [{100 * lo:.1f}, {100 * hi:.1f}]"
+    return f"{cell} [{100 * lo:.1f}, {100 * hi:.1f}]"
 
 
 def results_table(models: Mapping[str, Mapping[str, Any]]) -> str:
@@ -21,8 +26,12 @@ def results_table(models: Mapping[str, Mapping[str, Any]]) -> str:
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for name, m in models.items():
         s = m.get("sampled") or {}
-        cells = [name, _pct(m.get("greedy")), *[_pct(s.get("maj_at_k", {}).get(str(k))) for k in ks]]
-        cells += [_pct(s.get("any_correct")), f"{100 * s['unparseable_rate']:.1f}%" if s else "–"]
+        cells = [
+            name,
+            accuracy_cell(m.get("greedy")),
+            *[accuracy_cell(s.get("maj_at_k", {}).get(str(k))) for k in ks],
+        ]
+        cells += [accuracy_cell(s.get("any_correct")), f"{100 * s['unparseable_rate']:.1f}%" if s else "–"]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
