@@ -6,7 +6,7 @@ import argparse
 import sys
 
 from scotd.config import ConfigError, add_config_arguments, config_from_args
-from scotd.pipeline import PipelineConfig
+from scotd.pipeline_config import PipelineConfig
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -16,7 +16,7 @@ from scotd.evaluation.report import accuracy_cell, finish_png, results_table, vo
 from scotd.paper import paper_reference
 
 if TYPE_CHECKING:
-    from scotd.pipeline import PipelineConfig, Student
+    from scotd.pipeline_config import PipelineConfig, Student
 
 # The demo's targets (issue #9): SCoTD (N) over label-only and over the smallest N, in points.
 TARGETS = {"label_only": 15.0, "n_ablation": 5.0}
