@@ -12,8 +12,7 @@ from scotd import secrets
 from scotd.ray_runtime import batch_rows, init_ray
 from scotd.sampling.actors import NAMESPACE, RateLimiterActor, TeacherSampler
 from scotd.sampling.config import SampleConfig
-from scotd.sampling.plan import PlannedRequest
-from scotd.sampling.run import planned_rows
+from scotd.sampling.plan import PlannedRequest, planned_rows
 from scotd.teacher.ledger import Ledger
 from scotd.teacher.prices import Price
 

@@ -112,3 +112,19 @@ def request_from_json(blob: str) -> TeacherRequest:
     d["messages"] = tuple(tuple(m) for m in d["messages"])
     d["stop"] = tuple(d["stop"])
     return TeacherRequest(**d)
+
+
+def planned_rows(
+    todo: list[PlannedRequest], price: Price, unusable_before: dict[str, int] | None = None
+) -> list[dict[str, Any]]:
+    """The rows the Ray Data part of sampling (``scotd.sampling.pipeline``) consumes."""
+    return [
+        {
+            "key": p.key,
+            "request": request_to_json(p.request),
+            "est_tokens": p.est_tokens,
+            "est_cost": p.est_cost(price),
+            "unusable_before": (unusable_before or {}).get(p.key, 0),
+        }
+        for p in todo
+    ]

@@ -28,7 +28,7 @@ from scotd.config import write_resolved
 from scotd.outlock import output_lock
 from scotd.sampling import records
 from scotd.sampling.config import SampleConfig
-from scotd.sampling.plan import PlannedRequest, plan_requests, request_to_json
+from scotd.sampling.plan import PlannedRequest, plan_requests
 from scotd.tasks import load_task
 from scotd.teacher.ledger import Ledger
 from scotd.teacher.prices import Price, price_for
@@ -315,19 +315,3 @@ def _finish(
     errors += [{"kind": "quarantined_record", **q} for q in ledger.quarantined]
     storage.write_bytes(out, "errors.jsonl", "".join(json.dumps(e) + "\n" for e in errors).encode())
     return summary
-
-
-def planned_rows(
-    todo: list[PlannedRequest], price: Price, unusable_before: dict[str, int] | None = None
-) -> list[dict[str, Any]]:
-    """The rows the Ray Data pipeline consumes."""
-    return [
-        {
-            "key": p.key,
-            "request": request_to_json(p.request),
-            "est_tokens": p.est_tokens,
-            "est_cost": p.est_cost(price),
-            "unusable_before": (unusable_before or {}).get(p.key, 0),
-        }
-        for p in todo
-    ]
