@@ -16,9 +16,10 @@ import math
 import re
 from collections.abc import Collection
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-import openai
+if TYPE_CHECKING:
+    import openai
 
 OutcomeKind = Literal["ok", "rate_limited", "transient", "bad_request", "auth"]
 Api = Literal["completions", "chat"]
@@ -203,6 +204,8 @@ async def call_teacher(
 ) -> CallOutcome:
     """Send one request without the fields in ``omit``; never raises for provider or network
     failures (they become outcomes)."""
+    import openai  # here, not at the top: the request and body helpers above are pure
+
     headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
     body = request.body(omit)
     try:
