@@ -170,8 +170,7 @@ def add_config_arguments(parser: argparse.ArgumentParser, cls: type[StageConfig]
     group = parser.add_argument_group(f"{cls.__name__} fields (override the YAML)")
     for dotted, ann in _leaf_fields(cls):
         flag = "--" + dotted.replace("_", "-")
-        field = _field_info(cls, dotted)
-        help_text = (field.description or "") if field is not None else ""
+        help_text = _field_info(cls, dotted).description or ""
         group.add_argument(
             flag,
             dest=f"cfg:{dotted}",
