@@ -53,6 +53,18 @@ def test_defaults_yaml_then_flags(tmp_path: Path) -> None:
     assert _parse([]) == DemoConfig()
 
 
+def test_flag_help_shows_the_default_the_config_holds() -> None:
+    """A section's default instance wins over its class's defaults (DistillConfig's tiny: is bpe)."""
+    from scotd.train.config import DistillConfig
+
+    parser = argparse.ArgumentParser()
+    add_config_arguments(parser, DistillConfig)
+    helps = {a.option_strings[0]: a.help for a in parser._actions if a.option_strings}
+    assert helps["--tiny.tokenizer"].endswith("(default: 'bpe')")
+    assert helps["--tiny.num-layers"].endswith("(default: 4)")
+    assert DistillConfig().tiny.tokenizer == "bpe"
+
+
 def test_string_flags_stay_strings() -> None:
     assert _parse(["--task", "123"]).task == "123"
     assert _parse(["--stop", "null"]).stop is None
