@@ -43,7 +43,12 @@ def run(args: argparse.Namespace) -> int:
 
     from scotd.ray_runtime import init_ray
     from serve.app import build_app
+    from serve.proxy_limits import proxy_env
 
+    # A cluster started here inherits this environment: its proxy bounds request bodies (and the
+    # replicas find the token). A joined cluster ($RAY_ADDRESS) must have set both on its nodes.
+    for key, value in proxy_env().items():
+        os.environ.setdefault(key, value)
     init_ray()
     serve.start(http_options={"host": cfg.host, "port": cfg.port})
     serve.run(build_app(cfg, options), name="scotd", route_prefix="/")

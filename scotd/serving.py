@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import re
 import string
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, field_validator
 
 from scotd import prompts
 from scotd.config import StageConfig
@@ -53,7 +53,9 @@ class ServeConfig(StageConfig):
         ge=1,
         description="longer prompts get a 422 (with n and max_new_tokens: the per-request work bound)",
     )
-    max_body_bytes: int = Field(65536, ge=1024, description="bigger requests get a 413")
+    max_body_bytes: int = Field(
+        65536, ge=1024, le=1 << 20, description="bigger requests get a 413 (at most the proxy's 1 MiB bound)"
+    )
     request_timeout_s: float = Field(
         60.0, gt=0, description="per-request deadline; past it a 504 and the generation is stopped"
     )
@@ -90,13 +92,20 @@ class Choice(BaseModel):
         return v
 
 
+# A string or a {label, text} object, told apart by type so an error names one, not both.
+ChoiceItem = Annotated[
+    Annotated[str, Tag("text")] | Annotated[Choice, Tag("labelled")],
+    Discriminator(lambda v: "text" if isinstance(v, str) else "labelled"),
+]
+
+
 class AnswerRequest(BaseModel):
     """``POST /v1/answer``. Limits come from the server's ``ServeConfig`` (checked in ``validate_limits``)."""
 
     model_config = ConfigDict(extra="forbid")
     question: str = Field(description="the question, without its choices")
-    choices: list[str | Choice] = Field(
-        description="answer choices: strings (labelled a, b, ...) or {label, text}"
+    choices: list[ChoiceItem] = Field(
+        description="answer choices: strings (labelled a, b, ... skipping given labels) or {label, text}"
     )
     votes: int | None = Field(None, description="K sampled rationales to vote over")
     temperature: float | None = Field(None, ge=0, le=2)
@@ -109,12 +118,13 @@ class AnswerRequest(BaseModel):
             raise ValueError("question must not be empty")
         return v.strip()
 
-    @model_validator(mode="after")
-    def _labels(self) -> AnswerRequest:
-        given = [c.label for c in self.choices if isinstance(c, Choice)]
+    @field_validator("choices")
+    @classmethod
+    def _unique_labels(cls, v: list[str | Choice]) -> list[str | Choice]:
+        given = [c.label for c in v if isinstance(c, Choice)]
         if len({lab.lower() for lab in given}) != len(given):
             raise ValueError(f"choice labels must be unique (ignoring case), got {given}")
-        return self
+        return v
 
     def labels(self) -> list[str]:
         """Each choice's label: its own, or the next letter no given label uses (in any case)."""

@@ -12,6 +12,7 @@ from typing import Any
 from fastapi import Request
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
+from starlette.requests import ClientDisconnect
 
 RETRY_AFTER_S = 1  # what a 503 tells the client to wait before retrying
 
@@ -54,11 +55,14 @@ async def read_body(request: Request, limit: int) -> bytes | JSONResponse:
             return error(413, f"request body is {int(declared)} bytes; the limit is {limit}")
     chunks: list[bytes] = []
     size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            return error(413, f"request body is over {limit} bytes; the limit is {limit}")
-        chunks.append(chunk)
+    try:
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                return error(413, f"request body is over {limit} bytes; the limit is {limit}")
+            chunks.append(chunk)
+    except ClientDisconnect:  # nobody is left to read the answer
+        return error(400, "the client disconnected before the body was complete")
     return b"".join(chunks)
 
 
