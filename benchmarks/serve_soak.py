@@ -196,8 +196,8 @@ def summarise(outcomes: list[Outcome]) -> dict[str, Any]:
 def replicas(app: str) -> int:
     from ray import serve
 
-    status = serve.status().applications[app].deployments["StudentModel"]
-    return int(status.replica_states.get("RUNNING", 0))
+    states: Any = serve.status().applications[app].deployments["StudentModel"].replica_states
+    return int(states.get("RUNNING", 0))  # keys are ReplicaState, a str enum
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -211,8 +211,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--probe-clients", type=int, default=2, help="one-vote clients, in both phases")
     parser.add_argument("--heavy-clients", type=int, default=3, help="clients sending heavier valid requests")
     parser.add_argument("--hostile-clients", type=int, default=2)
-    parser.add_argument("--heavy-pause-s", type=float, default=0.3)
-    parser.add_argument("--hostile-pause-s", type=float, default=0.05)
+    parser.add_argument("--heavy-pause-s", type=float, default=0.5)
+    parser.add_argument("--hostile-pause-s", type=float, default=0.2)
     parser.add_argument("--max-requests", type=int, default=200_000)
     parser.add_argument("--max-new-tokens", type=int, default=48)
     parser.add_argument("--cooldown-s", type=float, default=180.0, help="longest wait for the scale-down")
@@ -296,6 +296,7 @@ def main(argv: list[str] | None = None) -> int:
         stop.set()
         watcher.join(timeout=10)
         final = replicas("soak")
+        timeline.append((round(time.monotonic() - t0, 1), final))
         serve.delete("soak")
     serve.shutdown()
 
@@ -320,8 +321,9 @@ def main(argv: list[str] | None = None) -> int:
         and peak_during >= 2
         and final == 1
     )
-    report = {
+    report: dict[str, Any] = {
         "soak_seconds": round(soak_s, 1),
+        "phases_s": {"baseline_end": round(baseline_end, 1), "soak_end": round(soak_end, 1)},
         "requests": {"baseline": len(alone.outcomes), "soak": len(mixed.outcomes)},
         "probe_p99_alone_ms": round(1000 * alone_p99, 1) if alone_p99 else None,
         "probe_p99_during_soak_ms": round(1000 * probe_p99, 1) if probe_p99 else None,
