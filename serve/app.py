@@ -199,7 +199,7 @@ async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResp
 
 @api.exception_handler(Exception)
 async def _internal_error(request: Request, exc: Exception) -> JSONResponse:
-    log.error("unhandled %s on %s", type(exc).__name__, request.url.path)
+    log.exception("unhandled %s on %s", type(exc).__name__, request.url.path)
     return error(500, "internal error", "server_error")
 
 
