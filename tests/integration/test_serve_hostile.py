@@ -307,14 +307,35 @@ def test_overload_is_a_fast_503_with_retry_after(slow: str) -> None:
         assert r.headers["retry-after"] == "1" and took < 2.5
 
 
-def test_health_check_fails_while_the_engine_is_wedged(tmp_path: Path) -> None:
-    """The replica class itself (no Ray): an engine call running past ``engine_wedged_after_s``."""
-    from serve.app import GenItem, StudentModel, _Job
+@pytest.fixture(scope="module")
+def replica(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """The model deployment's class itself, outside Ray, on a random student."""
+    from serve.app import StudentModel
     from tests.helpers.tiny_models import random_student
 
-    model = random_student(tmp_path / "random")
-    cls: Any = StudentModel.func_or_class  # type: ignore[attr-defined]
-    replica = cls(ServeConfig.model_validate({"model": str(model), "engine": "hf", "threads": 1, "engine_wedged_after_s": 0.3}).model_dump())  # fmt: skip
+    model = random_student(tmp_path_factory.mktemp("replica"))
+    cfg = {"model": str(model), "engine": "hf", "threads": 1, "engine_wedged_after_s": 0.3}
+    return StudentModel.func_or_class(ServeConfig.model_validate(cfg).model_dump())  # type: ignore[attr-defined]
+
+
+def test_an_engine_failure_in_a_batch_stays_with_its_item(replica: Any) -> None:
+    from serve.app import GenItem, _Job
+
+    def job(prompt: str) -> _Job:
+        item = GenItem(prompt=prompt, n=2, temperature=1.0, max_new_tokens=4, timeout_s=60)
+        return _Job(item, time.monotonic() + 60)
+
+    # The middle prompt overflows the engine's context: the engine raises for the whole call.
+    jobs = [job("Q: a\nA: "), job("Q: " + "word " * 3000 + "\nA: "), job("Q: b\nA: ")]
+    results = asyncio.run(replica._run(jobs, 2, 1.0, 4))
+    assert [len(r.generations) for r in results] == [2, 0, 2]
+    assert [r.error for r in results] == [None, "ValueError", None]
+
+
+def test_health_check_fails_while_the_engine_is_wedged(replica: Any) -> None:
+    """An engine call running past ``engine_wedged_after_s`` fails the check; once stopped, it passes."""
+    from serve.app import GenItem, _Job
+
     replica.check_health()
     item = GenItem(prompt="Q: x\nA: ", n=32, temperature=1.0, max_new_tokens=1000, timeout_s=60)
     job = _Job(item, time.monotonic() + 60)
