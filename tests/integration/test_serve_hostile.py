@@ -24,16 +24,12 @@ import pytest
 
 from scotd.serving import ServeConfig
 from serve.proxy_limits import CALLBACK, CALLBACK_ENV
+from tests.conftest import SERVE_TEST_TOKEN, SERVE_TEST_TOKEN_ENV
 
 pytestmark = [pytest.mark.ray, pytest.mark.timeout(600)]
 
-# Replicas read the token from their own environment, as on a cluster (a mounted Secret). Set at
-# import, i.e. at collection, before the session's Ray head starts and hands its environment on.
-TOKEN_ENV = "SCOTD_TEST_HOSTILE_TOKEN"
-TOKEN = "hostile-serve-token-5f2c9e"
-os.environ.setdefault(TOKEN_ENV, TOKEN)
-# Likewise the proxy's body limit (serve/proxy_limits.py), as `scotd serve` sets it.
-os.environ.setdefault(CALLBACK_ENV, CALLBACK)
+# The token and the proxy's body limit are in the session Ray head's environment (tests/conftest.py).
+TOKEN_ENV, TOKEN = SERVE_TEST_TOKEN_ENV, SERVE_TEST_TOKEN
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 QUESTION = {
     "question": "Tom has 3 apples. He eats 1. How many apples does Tom have now?",
@@ -70,7 +66,7 @@ def base(ray_session: str) -> Iterator[str]:
     from tests.helpers.ray_head import free_port
 
     if os.environ.get(TOKEN_ENV) != TOKEN or os.environ.get(CALLBACK_ENV) != CALLBACK:
-        pytest.fail(f"${TOKEN_ENV} or ${CALLBACK_ENV} was set to something else before collection")
+        pytest.fail(f"${TOKEN_ENV} or ${CALLBACK_ENV} was set to something else before the Ray head started")
     port = free_port()
     serve.start(http_options={"host": "127.0.0.1", "port": port})
     yield f"http://127.0.0.1:{port}"
