@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 
@@ -23,17 +24,31 @@ def _replica_options(spec: str) -> dict[str, object]:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Validate everything a replica will need (config, task, engine, model, token), then serve."""
     try:
         cfg = config_from_args(ServeConfig, args)
         options = {**_replica_options(args.replicas), "ray_actor_options": {"num_cpus": 1}}
-    except (ConfigError, ValueError) as e:
+        from serve.model_files import check_model
+
+        check_model(cfg.model, cfg.engine)
+        if cfg.auth_token_env and not os.environ.get(cfg.auth_token_env):
+            raise ConfigError(
+                f"auth_token_env names ${cfg.auth_token_env}, which is not set: export it (the replicas "
+                "read it from their environment) or drop auth_token_env"
+            )
+    except (ConfigError, ValueError, OSError, RuntimeError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     from ray import serve
 
     from scotd.ray_runtime import init_ray
     from serve.app import build_app
+    from serve.proxy_limits import proxy_env
 
+    # A cluster started here inherits this environment: its proxy bounds request bodies (and the
+    # replicas find the token). A joined cluster ($RAY_ADDRESS) must have set both on its nodes.
+    for key, value in proxy_env().items():
+        os.environ.setdefault(key, value)
     init_ray()
     serve.start(http_options={"host": cfg.host, "port": cfg.port})
     serve.run(build_app(cfg, options), name="scotd", route_prefix="/")

@@ -3,21 +3,32 @@
 ``/v1/answer``: build the ``Example`` the same way every stage does, write the student prompt with
 ``scotd.prompts``, parse each of the K generations with ``scotd.parsing`` and vote with
 ``scotd.voting``. The Serve application (``serve/app.py``) only moves these objects over HTTP.
+
+Temperature: below ``GREEDY_BELOW`` (0.01, 0 included) decoding is greedy, and greedy decoding
+has one answer, so ``/v1/answer`` draws one rationale and votes it once (``samples: 1``) whatever
+``votes`` says; the OpenAI routes return ``n`` copies of the one greedy completion.
 """
 
 from __future__ import annotations
 
+import re
 import string
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, field_validator
 
 from scotd import prompts
 from scotd.config import StageConfig
-from scotd.evaluation.engines import Generation
+from scotd.evaluation.engines import GREEDY_BELOW, Generation, is_greedy
 from scotd.parsing import parse_choices, parse_label_only
+from scotd.tasks import task_spec
 from scotd.tasks.schema import Example
 from scotd.voting import vote
+
+__all__ = ["GREEDY_BELOW", "AnswerRequest", "Choice", "ServeConfig", "answer", "prompt_problem"]
+# A label is printed as "(label)" in the prompt and parsed back from the rationale: letters and
+# digits only, so it can neither break the prompt's layout nor be confused with another label.
+LABEL = re.compile(r"[A-Za-z0-9]{1,3}")
 
 
 class ServeConfig(StageConfig):
@@ -35,10 +46,22 @@ class ServeConfig(StageConfig):
     default_temperature: float = Field(0.7, ge=0, le=2)
     max_new_tokens: int = Field(128, ge=1)
     max_question_chars: int = Field(2000, ge=1)
-    max_choices: int = Field(10, ge=2)
+    max_choices: int = Field(10, ge=2, le=26)
     max_choice_chars: int = Field(200, ge=1)
-    max_body_bytes: int = Field(65536, ge=1024, description="bigger requests get a 413")
-    request_timeout_s: float = Field(60.0, gt=0, description="per-request deadline; past it a 504")
+    max_prompt_tokens: int = Field(
+        512,
+        ge=1,
+        description="longer prompts get a 422 (with n and max_new_tokens: the per-request work bound)",
+    )
+    max_body_bytes: int = Field(
+        65536, ge=1024, le=1 << 20, description="bigger requests get a 413 (at most the proxy's 1 MiB bound)"
+    )
+    request_timeout_s: float = Field(
+        60.0, gt=0, description="per-request deadline; past it a 504 and the generation is stopped"
+    )
+    engine_wedged_after_s: float = Field(
+        120.0, gt=0, description="an engine call running longer fails the replica's health check"
+    )
     auth_token_env: str | None = Field(
         None, description="NAME of the env var holding the bearer token; unset = no auth"
     )
@@ -49,11 +72,31 @@ class ServeConfig(StageConfig):
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=0, le=65535)
 
+    @field_validator("task")
+    @classmethod
+    def _known_task(cls, v: str) -> str:
+        task_spec(v)  # raises UnknownTask (a ValueError) naming the known tasks
+        return v
+
 
 class Choice(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    label: str = Field(min_length=1, max_length=3)
+    label: str = Field(description="1-3 letters or digits, unique case-insensitively")
     text: str = Field(min_length=1)
+
+    @field_validator("label")
+    @classmethod
+    def _safe_label(cls, v: str) -> str:
+        if not LABEL.fullmatch(v):
+            raise ValueError(f"label {v[:20]!r} must be 1 to 3 letters or digits")
+        return v
+
+
+# A string or a {label, text} object, told apart by type so an error names one, not both.
+ChoiceItem = Annotated[
+    Annotated[str, Tag("text")] | Annotated[Choice, Tag("labelled")],
+    Discriminator(lambda v: "text" if isinstance(v, str) else "labelled"),
+]
 
 
 class AnswerRequest(BaseModel):
@@ -61,8 +104,8 @@ class AnswerRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     question: str = Field(description="the question, without its choices")
-    choices: list[str | Choice] = Field(
-        description="answer choices: strings (labelled a, b, ...) or {label, text}"
+    choices: list[ChoiceItem] = Field(
+        description="answer choices: strings (labelled a, b, ... skipping given labels) or {label, text}"
     )
     votes: int | None = Field(None, description="K sampled rationales to vote over")
     temperature: float | None = Field(None, ge=0, le=2)
@@ -75,40 +118,77 @@ class AnswerRequest(BaseModel):
             raise ValueError("question must not be empty")
         return v.strip()
 
-    @model_validator(mode="after")
-    def _labels(self) -> AnswerRequest:
-        labels = [c.label if isinstance(c, Choice) else None for c in self.choices]
-        given = [lab for lab in labels if lab is not None]
-        if len(set(given)) != len(given):
-            raise ValueError(f"choice labels must be unique, got {given}")
-        return self
+    @field_validator("choices")
+    @classmethod
+    def _unique_labels(cls, v: list[str | Choice]) -> list[str | Choice]:
+        given = [c.label for c in v if isinstance(c, Choice)]
+        if len({lab.lower() for lab in given}) != len(given):
+            raise ValueError(f"choice labels must be unique (ignoring case), got {given}")
+        return v
 
-    def validate_limits(self, cfg: ServeConfig) -> list[str]:
-        """Problems with this request under the server's limits (empty when fine)."""
+    def labels(self) -> list[str]:
+        """Each choice's label: its own, or the next letter no given label uses (in any case)."""
+        taken = {c.label.lower() for c in self.choices if isinstance(c, Choice)}
+        free = iter(ch for ch in string.ascii_lowercase if ch not in taken)
+        return [c.label if isinstance(c, Choice) else next(free, "?") for c in self.choices]
+
+    def validate_limits(self, cfg: ServeConfig) -> list[tuple[str, str]]:
+        """``(field, problem)`` for each way this request breaks the server's limits (empty when fine)."""
         errors = []
         if len(self.question) > cfg.max_question_chars:
             errors.append(
-                f"question is {len(self.question)} characters; the limit is {cfg.max_question_chars}"
+                (
+                    "question",
+                    f"question is {len(self.question)} characters; the limit is {cfg.max_question_chars}",
+                )
             )
         if not 2 <= len(self.choices) <= cfg.max_choices:
-            errors.append(f"{len(self.choices)} choices given; between 2 and {cfg.max_choices} are accepted")
+            errors.append(
+                (
+                    "choices",
+                    f"{len(self.choices)} choices given; between 2 and {cfg.max_choices} are accepted",
+                )
+            )
         for i, c in enumerate(self.choices):
             text = c.text if isinstance(c, Choice) else c
             if not text.strip():
-                errors.append(f"choice {i} is empty")
+                errors.append((f"choices.{i}", f"choice {i} is empty"))
             elif len(text) > cfg.max_choice_chars:
-                errors.append(f"choice {i} is {len(text)} characters; the limit is {cfg.max_choice_chars}")
+                errors.append(
+                    (
+                        f"choices.{i}",
+                        f"choice {i} is {len(text)} characters; the limit is {cfg.max_choice_chars}",
+                    )
+                )
+            elif not text.strip().isprintable():  # a line break would forge the prompt's layout
+                errors.append((f"choices.{i}", f"choice {i} contains a line break or control character"))
         k = self.votes if self.votes is not None else cfg.default_votes
         if not 1 <= k <= cfg.max_votes:
-            errors.append(f"votes must be between 1 and {cfg.max_votes}, got {k}")
+            errors.append(("votes", f"votes must be between 1 and {cfg.max_votes}, got {k}"))
         return errors
+
+    def sampling(self, cfg: ServeConfig) -> tuple[int, float]:
+        """``(K, temperature)`` to generate with: greedy decoding is one rationale, voted once."""
+        temperature = cfg.default_temperature if self.temperature is None else self.temperature
+        if is_greedy(temperature):
+            return 1, 0.0
+        return (self.votes if self.votes is not None else cfg.default_votes), temperature
 
     def example(self, task: str) -> Example:
         pairs = [
-            (c.label, c.text.strip()) if isinstance(c, Choice) else (string.ascii_lowercase[i], c.strip())
-            for i, c in enumerate(self.choices)
+            (label, (c.text if isinstance(c, Choice) else c).strip())
+            for label, c in zip(self.labels(), self.choices, strict=True)
         ]
         return Example(id="request", task=task, split="serve", question=self.question, choices=tuple(pairs))
+
+
+def prompt_problem(prompt_tokens: int, *, max_prompt_tokens: int, context_length: int) -> str | None:
+    """Why a prompt of ``prompt_tokens`` cannot be served (``None`` when it can)."""
+    if prompt_tokens > max_prompt_tokens:
+        return f"the prompt is {prompt_tokens} tokens; this server accepts at most {max_prompt_tokens}"
+    if prompt_tokens >= context_length:
+        return f"the prompt is {prompt_tokens} tokens; the model's context is {context_length} tokens"
+    return None
 
 
 def answer(

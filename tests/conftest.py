@@ -14,6 +14,14 @@ os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 
+# Serve replicas read their bearer token from their own environment, as on a cluster (a mounted
+# Secret), and Ray's proxy bounds request bodies through a callback named in the environment (as
+# `scotd serve` sets it). Both must be in the environment the session's Ray head starts with.
+SERVE_TEST_TOKEN_ENV = "SCOTD_TEST_SERVE_TOKEN"
+SERVE_TEST_TOKEN = "test-serve-token-5f2c9e"
+os.environ.setdefault(SERVE_TEST_TOKEN_ENV, SERVE_TEST_TOKEN)
+os.environ.setdefault("RAY_SERVE_HTTP_PROXY_CALLBACK_IMPORT_PATH", "serve.proxy_limits:middlewares")
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 # A slice of the real datasets, inside the repository (tests/fixtures/data/SOURCES.md).
 FIXTURE_DATA = REPO_ROOT / "tests" / "fixtures" / "data"

@@ -1,5 +1,5 @@
-"""The voting student on Ray Serve over real HTTP on 127.0.0.1: answers, validation, auth, load,
-autoscaling and a crashed replica."""
+"""The voting student on Ray Serve over real HTTP on 127.0.0.1: answers, validation, load,
+autoscaling and a crashed replica (auth and hostile input: test_serve_hostile.py)."""
 
 from __future__ import annotations
 
@@ -125,29 +125,6 @@ def test_bad_json_oversized_body_and_openai_limits(plain: str) -> None:
     assert big.status_code == 413 and "limit is 65536" in big.json()["error"]["message"]
     too_many = httpx.post(f"{plain}/v1/completions", json={"prompt": "Q: x\nA: ", "n": 99}, timeout=30)
     assert too_many.status_code == 422 and "n must be at most 16" in too_many.text
-
-
-def test_bearer_auth(always_a_model: Path, serve_port: int, monkeypatch: pytest.MonkeyPatch) -> None:
-    token = "serve-token-abc123"
-    monkeypatch.setenv("SCOTD_TEST_SERVE_TOKEN", token)
-    _deploy(always_a_model, "auth", auth_token_env="SCOTD_TEST_SERVE_TOKEN")
-    url = f"http://127.0.0.1:{serve_port}/auth/v1/answer"
-    assert httpx.post(url, json={**QUESTION, "votes": 1}, timeout=30).status_code == 401
-    wrong = httpx.post(
-        url, json={**QUESTION, "votes": 1}, headers={"Authorization": "Bearer nope"}, timeout=30
-    )
-    assert wrong.status_code == 401 and token not in wrong.text
-    ok = httpx.post(
-        url, json={**QUESTION, "votes": 1}, headers={"Authorization": f"Bearer {token}"}, timeout=60
-    )
-    assert ok.status_code == 200, ok.text
-    assert (
-        httpx.get(f"http://127.0.0.1:{serve_port}/auth/healthz", timeout=10).status_code == 200
-    )  # probes need no token
-    logs = Path("/tmp/ray/session_latest/logs")
-    for path in logs.rglob("*") if logs.is_dir() else []:
-        if path.is_file() and path.stat().st_size < 50_000_000:
-            assert token.encode() not in path.read_bytes(), f"the token leaked into {path}"
 
 
 def _load(url: str, clients: int, seconds: float, votes: int = 4) -> list[tuple[int, float]]:

@@ -488,3 +488,15 @@ def test_serve_deployments_fit_the_rayservice_groups() -> None:
     assert needed <= total_gpus, f"Serve may want {needed} GPUs; the groups have at most {total_gpus}"
     serve_ports = {p["containerPort"] for p in _container(svc["rayClusterConfig"]["headGroupSpec"])["ports"]}
     assert yaml.safe_load(svc["serveConfigV2"])["http_options"]["port"] in serve_ports
+
+
+def test_launcher_nodes_carry_the_serve_token_and_the_proxy_body_limit() -> None:
+    cfg = yaml.safe_load((CLUSTER / "aws.yaml").read_text())
+    assert (
+        "--env RAY_SERVE_HTTP_PROXY_CALLBACK_IMPORT_PATH=serve.proxy_limits:middlewares"
+        in (cfg["docker"]["run_options"])
+    )
+    for key in ("head_start_ray_commands", "worker_start_ray_commands"):
+        start = " ".join(cfg[key])
+        assert 'export SCOTD_SERVE_TOKEN="$(' in start and "/scotd/SCOTD_SERVE_TOKEN" in start, key
+        assert start.index("SCOTD_SERVE_TOKEN") < start.index("ray start"), key

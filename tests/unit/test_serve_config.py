@@ -1,13 +1,16 @@
-"""serve/config.yaml is a valid Serve config whose app args are a valid ServeConfig."""
+"""Shipped Serve configs are valid and bounded; a bad config refuses to start; request checks (pure)."""
 
 from __future__ import annotations
 
 import importlib
 from pathlib import Path
 
+import pytest
 import yaml
+from pydantic import ValidationError
 
-from scotd.serving import ServeConfig
+from scotd.serving import AnswerRequest, ServeConfig, prompt_problem
+from serve.proxy_limits import CALLBACK, CALLBACK_ENV
 
 CONFIG = Path(__file__).resolve().parents[2] / "serve" / "config.yaml"
 
@@ -30,3 +33,99 @@ def test_serve_config_points_at_the_builder_with_valid_args() -> None:
     assert names == {"StudentModel", "AnswerAPI"}
     scaling = next(d for d in app.deployments if d.name == "StudentModel").autoscaling_config
     assert scaling["min_replicas"] >= 1 and scaling["max_replicas"] > scaling["min_replicas"]
+
+
+# --- every shipped Serve config: bounded queues on both deployments, the serve token on -----------
+
+SHIPPED = {
+    "serve/config.yaml": lambda raw: raw,
+    "cluster/serve.yaml": lambda raw: raw,
+    "cluster/kuberay/rayservice.yaml": lambda raw: yaml.safe_load(raw["spec"]["serveConfigV2"]),
+}
+REPO = CONFIG.parents[1]
+
+
+@pytest.mark.parametrize("path", sorted(SHIPPED))
+def test_shipped_configs_bound_both_queues_and_switch_auth_on(path: str) -> None:
+    serve_config = SHIPPED[path](yaml.safe_load((REPO / path).read_text()))
+    (app,) = serve_config["applications"]
+    assert app["args"]["auth_token_env"] == "SCOTD_SERVE_TOKEN"
+    for d in app["deployments"]:
+        assert 0 < d["max_ongoing_requests"] < d["max_queued_requests"], d["name"]
+        assert d["backpressure_config"] == {"status_code": 503, "retry_after_s": 1}, d["name"]
+
+
+def test_rayservice_pods_carry_the_token_and_the_proxy_body_bound() -> None:
+    spec = yaml.safe_load((REPO / "cluster/kuberay/rayservice.yaml").read_text())["spec"]["rayClusterConfig"]
+    for group in [spec["headGroupSpec"], *spec["workerGroupSpecs"]]:
+        (container,) = group["template"]["spec"]["containers"]
+        env = {v["name"]: v for v in container["env"]}
+        assert env["SCOTD_SERVE_TOKEN"]["valueFrom"]["secretKeyRef"] == {
+            "name": "scotd-serve",
+            "key": "token",
+        }
+        assert env[CALLBACK_ENV]["value"] == CALLBACK
+    module, attr = CALLBACK.split(":")
+    assert callable(getattr(importlib.import_module(module), attr))
+
+
+# --- a bad config refuses to start, before any cluster exists ------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("flags", "needle"),
+    [
+        (["--task", "no-such-task"], "unknown task 'no-such-task'"),
+        (["--model", "/no/such/export"], "not a model directory"),
+        (["--auth-token-env", "SCOTD_UNSET_TEST_TOKEN"], "$SCOTD_UNSET_TEST_TOKEN, which is not set"),
+        (["--max-body-bytes", str(4 << 20)], "max_body_bytes"),
+    ],
+)
+def test_scotd_serve_refuses_a_bad_config(
+    flags: list[str],
+    needle: str,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from scotd.cli import main
+    from tests.helpers.tiny_models import random_student
+
+    monkeypatch.delenv("SCOTD_UNSET_TEST_TOKEN", raising=False)
+    model = random_student(tmp_path / "m") if "--model" not in flags else None
+    argv = ["serve", *(["--model", str(model)] if model else []), *flags]
+    assert main(argv) == 2
+    assert needle in capsys.readouterr().err
+
+
+# --- requests: labels, greedy, prompt length (pure) ------------------------------------------------
+
+
+def test_auto_labels_never_collide_and_labels_are_checked() -> None:
+    req = AnswerRequest.model_validate({"question": "q", "choices": ["x", {"label": "A", "text": "y"}, "z"]})
+    assert req.labels() == ["b", "A", "c"]
+    assert [label for label, _ in req.example("synthetic").choices] == ["b", "A", "c"]
+    for bad in (
+        [{"label": "a", "text": "x"}, {"label": "A", "text": "y"}],
+        [{"label": "a)", "text": "x"}, "y"],
+    ):
+        with pytest.raises(ValidationError):
+            AnswerRequest.model_validate({"question": "q", "choices": bad})
+
+
+@pytest.mark.parametrize(
+    ("temperature", "expected"), [(0, (1, 0.0)), (1e-40, (1, 0.0)), (0.5, (7, 0.5)), (None, (7, 0.7))]
+)
+def test_near_zero_temperature_is_one_greedy_vote(
+    temperature: float | None, expected: tuple[int, float]
+) -> None:
+    req = AnswerRequest.model_validate(
+        {"question": "q", "choices": ["x", "y"], "votes": 7, "temperature": temperature}
+    )
+    assert req.sampling(ServeConfig()) == expected
+
+
+def test_prompt_problem() -> None:
+    assert prompt_problem(100, max_prompt_tokens=512, context_length=1024) is None
+    assert "at most 512" in str(prompt_problem(513, max_prompt_tokens=512, context_length=1024))
+    assert "context is 256" in str(prompt_problem(256, max_prompt_tokens=512, context_length=256))
