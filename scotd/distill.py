@@ -107,16 +107,16 @@ def run_distill(cfg: DistillConfig) -> DistillResult:
     ``max_failures`` restarts).
     """
     info = corpus_info(cfg.corpus)
-    name = run_name(cfg, info.uri, info.digest)
-    with output_lock(storage.location(cfg.out).child(name).uri, f"scotd distill {name}"):
-        return _run_distill(cfg, info, name)
-
-
-def _run_distill(cfg: DistillConfig, info: CorpusInfo, name: str) -> DistillResult:
-    started = time.time()
     if info.rows == 0:
         raise ValueError(f"the corpus {info.file} has no rows")
-    source = resolve_student(cfg.student)
+    source = resolve_student(cfg.student)  # an unavailable student fails before anything is written
+    name = run_name(cfg, info.uri, info.digest)
+    with output_lock(storage.location(cfg.out).child(name).uri, f"scotd distill {name}"):
+        return _run_distill(cfg, info, name, source)
+
+
+def _run_distill(cfg: DistillConfig, info: CorpusInfo, name: str, source: StudentSource) -> DistillResult:
+    started = time.time()
     fingerprint = run_fingerprint(cfg, info.uri, info.digest)
     root = storage.location(cfg.out)
     run = root.child(name)
