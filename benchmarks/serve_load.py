@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import socket
 import statistics
 import sys
 import tempfile
@@ -25,10 +24,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import httpx2 as httpx
 
-from scotd import prompts
+from benchmarks.serving_common import model_or_tiny, start_serve_on_loopback
 from scotd.serving import ServeConfig
-from scotd.student.tiny import TinySpec, build_tiny_student
-from scotd.tasks import load_task
 
 QUESTION = {"question": "Gina has 10 pens. She sells 7. She buys 8 more. How many pens does Gina have now?",
             "choices": ["11", "3", "18", "10", "12"]}  # fmt: skip
@@ -86,19 +83,11 @@ def main(argv: list[str] | None = None) -> int:
     from serve.app import build_app
 
     init_ray()
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = int(s.getsockname()[1])
-    serve.start(http_options={"host": "127.0.0.1", "port": port})
+    port = start_serve_on_loopback()
     ks = [int(k) for k in args.ks.split(",")]
     table: dict[str, dict[str, Any]] = {}
     with tempfile.TemporaryDirectory() as tmp:
-        if args.model:
-            model = Path(args.model)
-        else:
-            exs = load_task("synthetic", "train", limit=300).examples
-            texts = [t for ex in exs for t in (prompts.student_prompt(ex), "So the answer is: 7\n\n")]
-            model = build_tiny_student(texts, Path(tmp) / "tiny", TinySpec())
+        model = model_or_tiny(args.model, tmp)
         for batching in (True, False):
             name = "batched" if batching else "unbatched"
             cfg = ServeConfig.model_validate(

@@ -37,10 +37,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import httpx2 as httpx
 
-from scotd import prompts
+from benchmarks.serving_common import model_or_tiny, start_serve_on_loopback
 from scotd.serving import ServeConfig
-from scotd.student.tiny import TinySpec, build_tiny_student
-from scotd.tasks import load_task
 
 TOKEN_ENV = "SCOTD_SOAK_TOKEN"
 QUESTION = {"question": "Gina has 10 pens. She sells 7. She buys 8 more. How many pens does Gina have now?",
@@ -232,17 +230,9 @@ def main(argv: list[str] | None = None) -> int:
     from serve.app import build_app
 
     init_ray(quiet=True)
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = int(s.getsockname()[1])
-    serve.start(http_options={"host": "127.0.0.1", "port": port, "request_timeout_s": 120})
+    port = start_serve_on_loopback(request_timeout_s=120)
     with tempfile.TemporaryDirectory() as tmp:
-        if args.model:
-            model = Path(args.model)
-        else:
-            exs = load_task("synthetic", "train", limit=300).examples
-            texts = [t for ex in exs for t in (prompts.student_prompt(ex), "So the answer is: 7\n\n")]
-            model = build_tiny_student(texts, Path(tmp) / "tiny", TinySpec())
+        model = model_or_tiny(args.model, tmp)
         cfg = ServeConfig.model_validate(
             {"model": str(model), "engine": "hf", "threads": 1, "max_votes": 16, "max_new_tokens": args.max_new_tokens,
              "auth_token_env": TOKEN_ENV}
