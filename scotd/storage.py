@@ -87,7 +87,7 @@ def _replace_atomically(target: str, write: Callable[[IO[bytes]], object]) -> No
         os.close(dir_fd)
 
 
-def _retried(what: str, attempts: int, op: Callable[[], T]) -> T:
+def _retried(what: str, attempts: int, op: Callable[[], T], error: type[StorageError] = StorageError) -> T:
     """``op()``, tried ``attempts`` times with backoff on ``OSError`` (not on FileNotFoundError)."""
     for attempt in range(1, attempts + 1):
         try:
@@ -96,7 +96,7 @@ def _retried(what: str, attempts: int, op: Callable[[], T]) -> T:
             raise
         except OSError as e:
             if attempt == attempts:
-                raise StorageError(f"{what} failed ({attempts} attempts): {type(e).__name__}: {e}") from e
+                raise error(f"{what} failed ({attempts} attempts): {type(e).__name__}: {e}") from e
             time.sleep(READ_BACKOFF_S * 2 ** (attempt - 1))
     raise AssertionError("unreachable")
 
@@ -120,14 +120,18 @@ def write_bytes(loc: Location, relpath: str, data: bytes, attempts: int = READ_A
     _retried(f"writing {loc.uri}/{relpath}", attempts, write)
 
 
-def write_parquet(loc: Location, relpath: str, table: pa.Table) -> None:
+def write_parquet(loc: Location, relpath: str, table: pa.Table, attempts: int = READ_ATTEMPTS) -> None:
     """``write_bytes`` for a parquet table, streamed (never held twice in memory)."""
     target = loc.join(relpath)
-    if loc.is_local:
-        _replace_atomically(target, lambda f: pq.write_table(table, f))
-        return
-    loc.fs.create_dir(posixpath.dirname(target), recursive=True)
-    pq.write_table(table, target, filesystem=loc.fs)  # an object appears only when its upload completes
+
+    def write() -> None:
+        if loc.is_local:
+            _replace_atomically(target, lambda f: pq.write_table(table, f))
+            return
+        loc.fs.create_dir(posixpath.dirname(target), recursive=True)
+        pq.write_table(table, target, filesystem=loc.fs)  # an object appears only when its upload completes
+
+    _retried(f"writing {loc.uri}/{relpath}", attempts, write)
 
 
 def read_bytes(loc: Location, relpath: str, attempts: int = READ_ATTEMPTS) -> bytes | None:
@@ -137,23 +141,21 @@ def read_bytes(loc: Location, relpath: str, attempts: int = READ_ATTEMPTS) -> by
     with backoff, then raised as ``StorageReadError``: "could not read" never passes for "absent".
     """
     path = loc.join(relpath)
-    for attempt in range(1, attempts + 1):
+
+    def read() -> bytes | None:
         try:
             with loc.fs.open_input_stream(path) as f:
                 data: bytes = f.read()
                 return data
         except FileNotFoundError:
             return None
-        except OSError as e:
+        except OSError:
             with contextlib.suppress(OSError):  # some stores report a missing key as a plain OSError
                 if loc.fs.get_file_info(path).type == pafs.FileType.NotFound:
                     return None
-            if attempt == attempts:
-                raise StorageReadError(
-                    f"cannot read {loc.uri}/{relpath} ({attempts} attempts): {type(e).__name__}: {e}"
-                ) from e
-            time.sleep(READ_BACKOFF_S * 2 ** (attempt - 1))
-    raise AssertionError("unreachable")
+            raise
+
+    return _retried(f"reading {loc.uri}/{relpath}", attempts, read, StorageReadError)
 
 
 def exists(loc: Location, relpath: str) -> bool:
