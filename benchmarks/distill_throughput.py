@@ -1,7 +1,7 @@
 """Steps/s and tokens/s of ``scotd distill`` with the tiny student on CPU: 1 vs 2 workers, FSDP2 vs DDP.
 
 Each layout trains the synthetic preset (``jobs/configs/distill_synthetic.yaml``: batch 32, word
-tokenizer) for ``--steps`` steps on the same demo corpus (``scotd.train.demo_corpus``), through
+tokenizer) for ``--steps`` steps on the same demo corpus (``scotd.corpus.demo``), through
 the real driver and Ray Train. Reported per layout: the median of the logged per-interval
 ``steps_per_s`` / ``tokens_per_s`` (the training loop only: no Ray start-up, data preparation or
 export), and the wall time of the whole ``run_distill`` call. Layouts on a 2-core machine:
@@ -27,10 +27,10 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from scotd.config import load_config
-from scotd.distill import run_distill
+from scotd.corpus.demo import write_demo_corpus
+from scotd.distill.config import DistillConfig
+from scotd.distill.run import run_distill
 from scotd.ray_runtime import init_ray
-from scotd.train.config import DistillConfig
-from scotd.train.demo_corpus import write_demo_corpus
 
 PRESET = Path(__file__).resolve().parent.parent / "jobs" / "configs" / "distill_synthetic.yaml"
 LAYOUTS = {  # name: (workers, threads per worker)

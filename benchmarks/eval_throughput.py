@@ -27,8 +27,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from scotd import prompts
 from scotd.config import load_config
-from scotd.evaluation.config import EvalConfig
-from scotd.evaluation.run import run_eval
+from scotd.eval.config import EvalConfig
+from scotd.eval.run import run_eval
 from scotd.student.tiny import TinySpec, build_tiny_student
 from scotd.tasks import load_task
 

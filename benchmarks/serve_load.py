@@ -25,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import httpx2 as httpx
 
 from benchmarks.serving_common import model_or_tiny, start_serve_on_loopback
-from scotd.serving import ServeConfig
+from scotd.serve.config import ServeConfig
 
 QUESTION = {"question": "Gina has 10 pens. She sells 7. She buys 8 more. How many pens does Gina have now?",
             "choices": ["11", "3", "18", "10", "12"]}  # fmt: skip
@@ -80,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
     from ray import serve
 
     from scotd.ray_runtime import init_ray
-    from serve.app import build_app
+    from scotd.serve.app import build_app
 
     init_ray()
     port = start_serve_on_loopback()

@@ -38,7 +38,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import httpx2 as httpx
 
 from benchmarks.serving_common import model_or_tiny, start_serve_on_loopback
-from scotd.serving import ServeConfig
+from scotd.serve.config import ServeConfig
 
 TOKEN_ENV = "SCOTD_SOAK_TOKEN"
 QUESTION = {"question": "Gina has 10 pens. She sells 7. She buys 8 more. How many pens does Gina have now?",
@@ -221,13 +221,13 @@ def main(argv: list[str] | None = None) -> int:
     token = secrets.token_urlsafe(24)
     # The local cluster inherits these: replicas read the token, the proxy bounds bodies.
     os.environ[TOKEN_ENV] = token
-    from serve.proxy_limits import proxy_env
+    from scotd.serve.proxy_limits import proxy_env
 
     os.environ.update(proxy_env())
     from ray import serve
 
     from scotd.ray_runtime import init_ray
-    from serve.app import build_app
+    from scotd.serve.app import build_app
 
     init_ray(quiet=True)
     port = start_serve_on_loopback(request_timeout_s=120)

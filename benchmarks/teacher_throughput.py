@@ -56,9 +56,9 @@ import openai
 
 from scotd.config import load_config
 from scotd.ray_runtime import init_ray
-from scotd.sampling.config import SampleConfig
-from scotd.sampling.plan import plan_requests
-from scotd.sampling.run import run_sampling
+from scotd.sample.config import SampleConfig
+from scotd.sample.plan import plan_requests
+from scotd.sample.run import run_sampling
 from scotd.tasks import load_task
 from scotd.teacher.client import TeacherRequest
 from scotd.teacher.sim.process import TeacherSimProcess

@@ -1,9 +1,9 @@
 """Tokens/s and MFU of the distill worker's training step on one GPU, without Ray.
 
-Runs ``scotd.train.step.train_step`` — the exact function every Ray Train worker calls — on an
+Runs ``scotd.distill.step.train_step`` — the exact function every Ray Train worker calls — on an
 OPT-1.3B-shaped model with random weights (``OPTConfig``: 24 layers, hidden 2048, 32 heads, FFN
 8192, vocab 50272; ≈1.3 B parameters), wrapped exactly as the worker wraps it
-(``scotd.train.distributed.wrap_model``: FSDP2 ``fully_shard`` per decoder layer + root, bf16
+(``scotd.distill.distributed.wrap_model``: FSDP2 ``fully_shard`` per decoder layer + root, bf16
 compute / fp32 reduce, in a one-process world), with the worker's optimiser (fused Adam) and its
 completion-only collator (a quarter of each sequence is prompt). Needs only torch + transformers:
 nothing here imports Ray.
@@ -31,11 +31,11 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # runnable from a bare checkout
 
+from scotd.distill import distributed
+from scotd.distill.collator import collate, count_loss_tokens
+from scotd.distill.metrics import flops_per_token, peak_flops
+from scotd.distill.step import build_optimizer, build_scheduler, train_step
 from scotd.student.tiny import count_parameters
-from scotd.train import distributed
-from scotd.train.collator import collate, count_loss_tokens
-from scotd.train.metrics import flops_per_token, peak_flops
-from scotd.train.step import build_optimizer, build_scheduler, train_step
 
 OPT_1_3B: dict[str, Any] = {
     "hidden_size": 2048,

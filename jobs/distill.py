@@ -1,25 +1,17 @@
-"""Distillation as a Ray job: ``ray job submit --working-dir . -- python jobs/distill.py --config ...``.
+"""Distillation (the `distill` stage: Ray Train, FSDP) as a Ray job.
 
-Flags are ``scotd distill``'s (the same typed ``DistillConfig``), e.g.
-``python jobs/distill.py --config jobs/configs/distill_synthetic.yaml --num-workers 4 --use-gpu true``.
+    ray job submit --working-dir . -- python jobs/distill.py --config jobs/configs/<name>.yaml
+
+Flags are ``scotd distill``'s (the same typed ``DistillConfig``); this file only makes the stage runnable
+as a script on a cluster where scotd is not pip-installed, so the job and the CLI cannot drift.
 """
 
-from __future__ import annotations
-
 import sys
-from collections.abc import Sequence
 from pathlib import Path
 
-# Run as `python jobs/<x>.py` (e.g. `ray job submit --working-dir . -- ...`): import scotd from this
-# checkout, so the job works on a cluster where it is not pip-installed.
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # import scotd from this checkout
 
-from scotd.cli import main as scotd_main
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    return scotd_main(["distill", *(sys.argv[1:] if argv is None else argv)])
-
+from scotd.cli import main
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(["distill", *sys.argv[1:]]))

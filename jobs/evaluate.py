@@ -1,24 +1,10 @@
-"""Evaluation as a Ray job: ``ray job submit --working-dir . -- python jobs/evaluate.py --config ...``.
-
-Flags are ``scotd eval``'s (the same typed ``EvalConfig``).
+"""Deprecated name of ``jobs/eval.py`` (jobs are named after their stage); kept so existing
+``ray job submit ... python jobs/evaluate.py`` commands keep working.
 """
 
-from __future__ import annotations
-
+import runpy
 import sys
-from collections.abc import Sequence
 from pathlib import Path
 
-# Run as `python jobs/<x>.py` (e.g. `ray job submit --working-dir . -- ...`): import scotd from this
-# checkout, so the job works on a cluster where it is not pip-installed.
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from scotd.cli import main as scotd_main
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    return scotd_main(["eval", *(sys.argv[1:] if argv is None else argv)])
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+print("note: jobs/evaluate.py is now jobs/eval.py", file=sys.stderr)
+runpy.run_path(str(Path(__file__).with_name("eval.py")), run_name="__main__")

@@ -1,27 +1,17 @@
-"""The whole method as a Ray job.
+"""The whole method (the `pipeline` stage) as a Ray job.
 
     ray job submit --working-dir . -- python jobs/pipeline.py --config jobs/configs/<name>.yaml
 
-Flags are ``scotd pipeline``'s (the same typed ``PipelineConfig``); this file only makes the
-command runnable as a script on a cluster, so the job and the CLI cannot drift apart.
+Flags are ``scotd pipeline``'s (the same typed ``PipelineConfig``); this file only makes the stage runnable
+as a script on a cluster where scotd is not pip-installed, so the job and the CLI cannot drift.
 """
 
-from __future__ import annotations
-
 import sys
-from collections.abc import Sequence
 from pathlib import Path
 
-# Run as `python jobs/<x>.py` (e.g. `ray job submit --working-dir . -- ...`): import scotd from this
-# checkout, so the job works on a cluster where it is not pip-installed.
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # import scotd from this checkout
 
-from scotd.cli import main as scotd_main
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    return scotd_main(["pipeline", *(sys.argv[1:] if argv is None else argv)])
-
+from scotd.cli import main
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(["pipeline", *sys.argv[1:]]))

@@ -16,30 +16,30 @@ from scotd import __version__
 
 # stage name -> (module, one-line help). Order is the order of the method.
 STAGES: dict[str, tuple[str, str]] = {
-    "data": ("scotd.data_cli", "inspect tasks: show examples and prompts, count rows per split"),
+    "data": ("scotd.tasks.cli", "inspect tasks: show examples and prompts, count rows per split"),
     "teacher-sim": ("scotd.teacher.sim.cli", "run the embedded OpenAI-compatible teacher server"),
     "sample": (
-        "scotd.sampling.cli",
+        "scotd.sample.cli",
         "buy N chains of thought per question from a teacher (Ray Data, resumable)",
     ),
     "corpus": (
-        "scotd.corpus_cli",
+        "scotd.corpus.cli",
         "filter sampled chains into a training set (all | correct | balanced, dedup, N)",
     ),
     "distill": (
-        "scotd.distill_cli",
+        "scotd.distill.cli",
         "train a student on a corpus: Ray Train, FSDP2/DDP, resumable, HF export",
     ),
     "eval": (
-        "scotd.evaluation.cli",
+        "scotd.eval.cli",
         "sample K rationales per question from a model, vote, report (vLLM or HF)",
     ),
     "serve": (
-        "scotd.serve_cli",
+        "scotd.serve.cli",
         "serve the voting student on Ray Serve (/v1/answer + OpenAI-compatible API)",
     ),
     "pipeline": (
-        "scotd.pipeline_cli",
+        "scotd.pipeline.cli",
         "the whole method in one command (embedded teacher + synthetic task by default)",
     ),
 }

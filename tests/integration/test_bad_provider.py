@@ -19,9 +19,9 @@ import pytest
 
 from scotd.config import load_config
 from scotd.outlock import OutputLocked, output_lock
-from scotd.sampling.actors import MAX_UNUSABLE_ANSWERS
-from scotd.sampling.config import SampleConfig
-from scotd.sampling.run import run_sampling
+from scotd.sample.actors import MAX_UNUSABLE_ANSWERS
+from scotd.sample.config import SampleConfig
+from scotd.sample.run import run_sampling
 from scotd.teacher.ledger import Ledger
 from scotd.teacher.sim.process import TeacherSimProcess
 

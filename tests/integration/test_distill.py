@@ -19,9 +19,9 @@ import pyarrow.parquet as pq
 import pytest
 
 from scotd.config import load_config
-from scotd.distill import DistillResult, run_distill
-from scotd.train.config import DistillConfig
-from scotd.train.demo_corpus import write_demo_corpus
+from scotd.corpus.demo import write_demo_corpus
+from scotd.distill.config import DistillConfig
+from scotd.distill.run import DistillResult, run_distill
 
 pytestmark = [pytest.mark.ray, pytest.mark.timeout(400)]
 
@@ -129,7 +129,7 @@ def test_rerunning_a_finished_run_trains_nothing(fsdp_run: tuple[DistillConfig, 
 
 
 def _prompts(corpus: Path) -> list[str]:
-    from scotd.train.collator import texts_for_row
+    from scotd.distill.collator import texts_for_row
 
     rows = pq.read_table(corpus / "train.parquet").to_pylist()
     return [texts_for_row(r)[0] for r in rows[:2]]

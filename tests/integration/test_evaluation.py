@@ -11,8 +11,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from scotd.config import load_config
-from scotd.evaluation.config import EvalConfig
-from scotd.evaluation.run import recompute, run_eval
+from scotd.eval.config import EvalConfig
+from scotd.eval.run import recompute, run_eval
 from scotd.tasks import load_task
 from tests.helpers.tiny_models import random_student
 

@@ -16,8 +16,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from scotd.config import load_config
-from scotd.sampling.config import SampleConfig
-from scotd.sampling.run import TeacherAuthError, run_sampling
+from scotd.sample.config import SampleConfig
+from scotd.sample.run import TeacherAuthError, run_sampling
 from scotd.teacher.ledger import Ledger
 from scotd.teacher.sim.process import TeacherSimProcess
 

@@ -18,7 +18,7 @@ import httpx2 as httpx
 import openai
 import pytest
 
-from scotd.serving import ServeConfig
+from scotd.serve.config import ServeConfig
 
 pytestmark = [pytest.mark.ray, pytest.mark.timeout(600)]
 QUESTION = {
@@ -46,7 +46,7 @@ def serve_port(ray_session: str) -> Iterator[int]:
 def _deploy(model: Path, name: str, options: dict[str, Any] | None = None, **cfg: Any) -> None:
     from ray import serve
 
-    from serve.app import build_app
+    from scotd.serve.app import build_app
 
     config = ServeConfig.model_validate({"model": str(model), "engine": "hf", "threads": 1, **cfg})
     serve.run(

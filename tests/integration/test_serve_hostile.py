@@ -22,8 +22,8 @@ from typing import Any
 import httpx2 as httpx
 import pytest
 
-from scotd.serving import ServeConfig
-from serve.proxy_limits import CALLBACK, CALLBACK_ENV
+from scotd.serve.config import ServeConfig
+from scotd.serve.proxy_limits import CALLBACK, CALLBACK_ENV
 from tests.conftest import SERVE_TEST_TOKEN, SERVE_TEST_TOKEN_ENV
 
 pytestmark = [pytest.mark.ray, pytest.mark.timeout(600)]
@@ -51,7 +51,7 @@ def _error(r: httpx.Response, status: int, param: str | None = None) -> str:
 def _deploy(model: Path, name: str, model_options: dict[str, Any] | None = None, **cfg: Any) -> str:
     from ray import serve
 
-    from serve.app import build_app
+    from scotd.serve.app import build_app
 
     config = ServeConfig.model_validate({"model": str(model), "engine": "hf", "threads": 1, **cfg})
     app = build_app(config, {"ray_actor_options": {"num_cpus": 0.5}, **(model_options or {})})
@@ -274,7 +274,7 @@ def test_bodies_are_bounded_while_read(hostile: str) -> None:
 def test_token_stays_out_of_logs_and_deployment_args(hostile: str, always_a_model: Path) -> None:
     from ray import cloudpickle
 
-    from serve.app import build_app
+    from scotd.serve.app import build_app
 
     app = build_app(ServeConfig.model_validate({"model": str(always_a_model), "auth_token_env": TOKEN_ENV}))
     assert TOKEN.encode() not in cloudpickle.dumps(app)
@@ -324,7 +324,7 @@ def test_overload_is_a_fast_503_with_retry_after(slow: str) -> None:
 @pytest.fixture(scope="module")
 def replica(tmp_path_factory: pytest.TempPathFactory) -> Any:
     """The model deployment's class itself, outside Ray, on a random student."""
-    from serve.app import StudentModel
+    from scotd.serve.app import StudentModel
     from tests.helpers.tiny_models import random_student
 
     model = random_student(tmp_path_factory.mktemp("replica"))
@@ -333,7 +333,7 @@ def replica(tmp_path_factory: pytest.TempPathFactory) -> Any:
 
 
 def test_an_engine_failure_in_a_batch_stays_with_its_item(replica: Any) -> None:
-    from serve.app import GenItem, _Job
+    from scotd.serve.app import GenItem, _Job
 
     def job(prompt: str) -> _Job:
         item = GenItem(prompt=prompt, n=2, temperature=1.0, max_new_tokens=4, timeout_s=60)
@@ -348,7 +348,7 @@ def test_an_engine_failure_in_a_batch_stays_with_its_item(replica: Any) -> None:
 
 def test_health_check_fails_while_the_engine_is_wedged(replica: Any) -> None:
     """An engine call running past ``engine_wedged_after_s`` fails the check; once stopped, it passes."""
-    from serve.app import GenItem, _Job
+    from scotd.serve.app import GenItem, _Job
 
     replica.check_health()
     item = GenItem(prompt="Q: x\nA: ", n=32, temperature=1.0, max_new_tokens=1000, timeout_s=60)

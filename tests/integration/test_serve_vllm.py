@@ -13,8 +13,8 @@ from pathlib import Path
 import httpx2 as httpx
 import pytest
 
-from scotd.evaluation.engines import VLLM_MAX_MODEL_LEN, vllm_available
-from scotd.serving import ServeConfig
+from scotd.generation.engines import VLLM_MAX_MODEL_LEN, vllm_available
+from scotd.serve.config import ServeConfig
 
 pytestmark = [
     pytest.mark.ray,
@@ -27,7 +27,7 @@ pytestmark = [
 def vllm_app(ray_session: str, always_a_model: Path) -> Iterator[str]:
     from ray import serve
 
-    from serve.app import build_app
+    from scotd.serve.app import build_app
     from tests.helpers.ray_head import free_port
 
     port = free_port()

@@ -8,9 +8,9 @@ from typing import Any
 import pytest
 
 from scotd.config import ConfigError, load_config
-from scotd.pipeline import PipelineConfig
-from scotd.sampling.config import SampleConfig
-from scotd.sampling.plan import plan_requests
+from scotd.pipeline.run import PipelineConfig
+from scotd.sample.config import SampleConfig
+from scotd.sample.plan import plan_requests
 from scotd.tasks import load_task
 from scotd.tasks.schema import Example
 from scotd.teacher import tokens

@@ -19,8 +19,8 @@ import ray
 import yaml
 
 from scotd.config import StageConfig, config_from_args, load_config
-from scotd.pipeline import PipelineConfig
-from scotd.serving import ServeConfig
+from scotd.pipeline.run import PipelineConfig
+from scotd.serve.config import ServeConfig
 
 REPO = Path(__file__).resolve().parents[2]
 CLUSTER = REPO / "cluster"
@@ -70,9 +70,9 @@ def test_the_expected_files_are_there() -> None:
 
 def _config_class(path: Path) -> type[StageConfig]:
     """Stage configs are named after their stage (distill_*.yaml); the rest are pipeline configs."""
-    from scotd.evaluation.config import EvalConfig
-    from scotd.sampling.config import SampleConfig
-    from scotd.train.config import DistillConfig
+    from scotd.distill.config import DistillConfig
+    from scotd.eval.config import EvalConfig
+    from scotd.sample.config import SampleConfig
 
     by_prefix: dict[str, type[StageConfig]] = {
         "distill_": DistillConfig,

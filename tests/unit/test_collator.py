@@ -13,8 +13,8 @@ import torch
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors
 from transformers import PreTrainedTokenizerFast
 
+from scotd.distill.collator import IGNORE_INDEX, collate, count_loss_tokens, encode_pair, texts_for_row
 from scotd.student.factory import TokenLayout, prepare_tokenizer
-from scotd.train.collator import IGNORE_INDEX, collate, count_loss_tokens, encode_pair, texts_for_row
 
 PROMPT = "Q: x\nA: "
 TARGET = "t (a)\n\n"

@@ -55,7 +55,7 @@ def test_defaults_yaml_then_flags(tmp_path: Path) -> None:
 
 def test_flag_help_shows_the_default_the_config_holds() -> None:
     """A section's default instance wins over its class's defaults (DistillConfig's tiny: is bpe)."""
-    from scotd.train.config import DistillConfig
+    from scotd.distill.config import DistillConfig
 
     parser = argparse.ArgumentParser()
     add_config_arguments(parser, DistillConfig)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from scotd.corpus import CorpusSpec, balanced_epoch, build, distinct_n
+from scotd.selection import CorpusSpec, balanced_epoch, build, distinct_n
 
 
 def _row(

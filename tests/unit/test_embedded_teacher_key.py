@@ -9,7 +9,7 @@ import pytest
 
 from scotd import storage
 from scotd.config import load_config
-from scotd.pipeline import PipelineConfig, sample_config, teacher_endpoint
+from scotd.pipeline.run import PipelineConfig, sample_config, teacher_endpoint
 
 KEY = "sk-test-provider-key-0123456789"
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from scotd.evaluation.metrics import bootstrap_ci, compute_metrics
+from scotd.eval.metrics import bootstrap_ci, compute_metrics
 from scotd.parsing import parse_label_only
 
 

@@ -8,15 +8,16 @@ import pytest
 
 from scotd import storage
 from scotd.config import load_config
-from scotd.corpus_cli import CorpusConfig, run_corpus
-from scotd.distill import run_distill
-from scotd.evaluation.config import EvalConfig
-from scotd.evaluation.run import run_eval
+from scotd.corpus.config import CorpusConfig
+from scotd.corpus.demo import write_demo_corpus
+from scotd.corpus.run import run_corpus
+from scotd.distill.config import DistillConfig, run_name
+from scotd.distill.dataset import corpus_info
+from scotd.distill.run import run_distill
+from scotd.eval.config import EvalConfig
+from scotd.eval.run import run_eval
 from scotd.outlock import OutputLocked, output_lock
-from scotd.pipeline import PipelineConfig, run_pipeline
-from scotd.train.config import DistillConfig, run_name
-from scotd.train.dataset import corpus_info
-from scotd.train.demo_corpus import write_demo_corpus
+from scotd.pipeline.run import PipelineConfig, run_pipeline
 
 
 def test_corpus_eval_and_pipeline_refuse_a_held_directory(tmp_path: Path) -> None:

@@ -8,8 +8,8 @@ import pytest
 import yaml
 
 from scotd.config import ConfigError, load_config
-from scotd.pipeline import PipelineConfig, PipelineNotReady, check_ready, students
-from scotd.train.config import TINY_RECIPE
+from scotd.distill.config import TINY_RECIPE
+from scotd.pipeline.run import PipelineConfig, PipelineNotReady, check_ready, students
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -6,8 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from scotd import storage
-from scotd.pipeline import PipelineConfig, students
-from scotd.pipeline_report import (
+from scotd.pipeline.report import (
     _computed_times,
     assemble,
     compare,
@@ -15,6 +14,7 @@ from scotd.pipeline_report import (
     rebuild_report,
     write_report,
 )
+from scotd.pipeline.run import PipelineConfig, students
 
 
 def _acc(a: float, half: float = 0.05) -> dict[str, Any]:

@@ -5,9 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 from scotd.config import load_config
-from scotd.sampling.config import SampleConfig
-from scotd.sampling.plan import chunk_sizes, plan_requests, request_from_json, request_to_json
-from scotd.sampling.records import corpus_table, rows_for_request
+from scotd.sample.config import SampleConfig
+from scotd.sample.plan import chunk_sizes, plan_requests, request_from_json, request_to_json
+from scotd.sample.records import corpus_table, rows_for_request
 from scotd.tasks import load_task
 from scotd.teacher.client import redact, samples_from_body
 from scotd.teacher.prices import price_for

@@ -9,8 +9,9 @@ import pytest
 import yaml
 from pydantic import ValidationError
 
-from scotd.serving import AnswerRequest, ServeConfig, prompt_problem
-from serve.proxy_limits import CALLBACK, CALLBACK_ENV
+from scotd.serve.api import AnswerRequest, prompt_problem
+from scotd.serve.config import ServeConfig
+from scotd.serve.proxy_limits import CALLBACK, CALLBACK_ENV
 
 CONFIG = Path(__file__).resolve().parents[2] / "serve" / "config.yaml"
 

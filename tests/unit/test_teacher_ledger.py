@@ -21,8 +21,8 @@ import pytest
 from scotd import storage
 from scotd.config import ConfigError, load_config
 from scotd.outlock import OutputLocked, output_lock
-from scotd.sampling.config import SampleConfig
-from scotd.sampling.records import settle, view
+from scotd.sample.config import SampleConfig
+from scotd.sample.records import settle, view
 from scotd.teacher.client import TeacherRequest, interpret, samples_from_body
 from scotd.teacher.ledger import Ledger
 from scotd.teacher.prices import Price

@@ -11,15 +11,15 @@ import pytest
 import torch
 
 from scotd.config import ConfigError, load_config
+from scotd.corpus.demo import write_demo_corpus
+from scotd.distill import distributed
+from scotd.distill.batches import EpochPlan, micro_batches, rank_slice
+from scotd.distill.collator import collate, count_loss_tokens, encode_pair, texts_for_row
+from scotd.distill.config import DistillConfig, run_name
+from scotd.distill.dataset import label_only_group, validation_questions
+from scotd.distill.step import build_optimizer, build_scheduler, lr_lambda, train_step
 from scotd.student.factory import StudentSource, load_model, load_tokenizer, prepare_tokenizer
 from scotd.student.tiny import TinySpec, build_tiny_student
-from scotd.train import distributed
-from scotd.train.batches import EpochPlan, micro_batches, rank_slice
-from scotd.train.collator import collate, count_loss_tokens, encode_pair, texts_for_row
-from scotd.train.config import DistillConfig, run_name
-from scotd.train.dataset import label_only_group, validation_questions
-from scotd.train.demo_corpus import write_demo_corpus
-from scotd.train.step import build_optimizer, build_scheduler, lr_lambda, train_step
 
 REPO = Path(__file__).resolve().parents[2]
 IDS = [f"q{i // 3}" for i in range(30)]  # 10 questions, 3 rationales each

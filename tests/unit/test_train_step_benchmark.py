@@ -28,9 +28,9 @@ GRAD_CHECK = textwrap.dedent(
     import copy, sys, warnings
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM, OPTConfig, OPTForCausalLM
-    from scotd.train import distributed
-    from scotd.train.collator import collate
-    from scotd.train.step import token_loss_sum
+    from scotd.distill import distributed
+    from scotd.distill.collator import collate
+    from scotd.distill.step import token_loss_sum
 
     warnings.filterwarnings("ignore")
     cpu = torch.device("cpu")

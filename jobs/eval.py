@@ -1,0 +1,17 @@
+"""Evaluation with self-consistency voting (the `eval` stage) as a Ray job.
+
+    ray job submit --working-dir . -- python jobs/eval.py --config jobs/configs/<name>.yaml
+
+Flags are ``scotd eval``'s (the same typed ``EvalConfig``); this file only makes the stage runnable
+as a script on a cluster where scotd is not pip-installed, so the job and the CLI cannot drift.
+"""
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # import scotd from this checkout
+
+from scotd.cli import main
+
+if __name__ == "__main__":
+    sys.exit(main(["eval", *sys.argv[1:]]))

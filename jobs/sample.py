@@ -1,0 +1,17 @@
+"""Teacher sampling (the `sample` stage) as a Ray job.
+
+    ray job submit --working-dir . -- python jobs/sample.py --config jobs/configs/<name>.yaml
+
+Flags are ``scotd sample``'s (the same typed ``SampleConfig``); this file only makes the stage runnable
+as a script on a cluster where scotd is not pip-installed, so the job and the CLI cannot drift.
+"""
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # import scotd from this checkout
+
+from scotd.cli import main
+
+if __name__ == "__main__":
+    sys.exit(main(["sample", *sys.argv[1:]]))

@@ -1,0 +1,167 @@
+"""``PipelineConfig`` and the students it plans: what ``scotd pipeline`` runs, validated up front.
+
+Apart from the driver (``scotd.pipeline.run``) so that the report (``scotd.pipeline.report``) can
+read both without importing the driver back.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from scotd.config import StageConfig, validate_section
+from scotd.distill.config import TINY_RECIPE, DistillConfig
+from scotd.eval.config import EvalConfig
+from scotd.sample.config import SampleConfig
+from scotd.teacher.prices import price_for
+
+# Fields of the stage sections that the pipeline sets itself, per student.
+_DISTILL_OWNED = ("corpus", "out", "name", "label_only")
+_EVAL_OWNED = ("model", "task", "split", "limit", "data_dir", "out", "name", "label_only", "progress")
+_SAMPLE_OWNED = ("task", "split", "limit", "n", "out", "dry_run", "progress", "data_dir", "seed")
+
+
+class PipelineConfig(StageConfig):
+    task: str = Field("synthetic", description="csqa | openbookqa | quarel | synthetic | jsonl:PATH")
+    data_dir: str | None = Field(
+        None, description="task data directory (default $SCOTD_DATA_DIR, ../shared/data)"
+    )
+    seed: int = Field(0, description="seed of the synthetic task, training and bootstrap intervals")
+    setting: Literal["supervised", "few-shot"] = Field(
+        "supervised",
+        description="supervised: keep correct chains, gold labels, greedy is the headline metric; "
+        "few-shot: keep every chain with the teacher's labels, self-consistency is the headline",
+    )
+    train_questions: int | None = Field(1000, ge=1, description="training questions (None = whole split)")
+    eval_split: Literal["train", "validation", "test"] = Field(
+        "test", description="split the students are scored on"
+    )
+    eval_questions: int | None = Field(300, ge=1, description="questions scored (None = whole split)")
+    n: int = Field(30, ge=1, description="teacher chains per training question")
+    n_ablation: list[int] = Field(
+        default_factory=lambda: [1], description="smaller N to train students on too (the N ablation)"
+    )
+    label_only: bool = Field(True, description="also train the label-only baseline")
+    out: str = Field("outputs/pipeline/demo", description="run directory (path or URI)")
+    teacher_base_url: str | None = Field(
+        None, description="OpenAI-compatible teacher; unset = start the embedded scotd teacher-sim"
+    )
+    teacher_model: str = Field("scotd-teacher-sim")
+    teacher_api: Literal["completions", "chat"] = Field("completions")
+    api_key_env: str = Field("OPENAI_API_KEY", description="NAME of the env var with the teacher key")
+    max_cost_usd: float | None = Field(None, ge=0, description="teacher budget cap")
+    dry_run: bool = Field(False, description="only print what the teacher stage would cost")
+    progress: bool = Field(True, description="progress bars (teacher, each training, each evaluation)")
+    ray_logs: bool = Field(
+        False, description="stream Ray's worker logs (every step, vLLM start-up) to the console too"
+    )
+    sample: dict[str, Any] = Field(
+        default_factory=dict, description="more `scotd sample` fields (limits, pool, ...)"
+    )
+    distill: dict[str, Any] = Field(
+        default_factory=dict, description="`scotd distill` fields; the tiny recipe fills in for student tiny"
+    )
+    eval: dict[str, Any] = Field(default_factory=dict, description="`scotd eval` fields (votes, engine, ...)")
+
+    @field_validator("n_ablation")
+    @classmethod
+    def _ablation(cls, v: list[int]) -> list[int]:
+        if any(k < 1 for k in v):
+            raise ValueError("every N in n_ablation must be >= 1")
+        return sorted(set(v))
+
+    @model_validator(mode="after")
+    def _sections(self) -> PipelineConfig:
+        """Validate every stage's section now, so a typo fails before any teacher call."""
+        if any(k >= self.n for k in self.n_ablation):
+            raise ValueError(f"n_ablation {self.n_ablation} must be below n={self.n}")
+        for section, owned in (("sample", _SAMPLE_OWNED), ("distill", _DISTILL_OWNED), ("eval", _EVAL_OWNED)):
+            clash = sorted(set(getattr(self, section)) & set(owned))
+            if clash:
+                raise ValueError(
+                    f"{', '.join(f'{section}.{k}' for k in clash)}: set by the pipeline itself; use the "
+                    "top-level fields (task, n, train_questions, eval_split, eval_questions, out) instead"
+                )
+        self.distill_config("", "")
+        self.eval_config("", "", "", False)
+        budget = self.sample.get("budget", {})
+        budget = budget if isinstance(budget, dict) else {}  # anything else: validate_section names it
+        priced = any(budget.get(k) is not None for k in ("prompt_price_per_1k", "completion_price_per_1k"))
+        if self.max_cost_usd is not None and not priced and not price_for(self.teacher_model).known:
+            raise ValueError(
+                f"max_cost_usd is set but no price is known for teacher_model {self.teacher_model!r}, so "
+                "the cap could not bind; set sample.budget.prompt_price_per_1k and "
+                "sample.budget.completion_price_per_1k (USD per 1k tokens), or drop max_cost_usd"
+            )
+        sample = {
+            **self.sample,
+            "teacher": {
+                **self.sample.get("teacher", {}),
+                "base_url": "http://127.0.0.1/v1",
+                "model": self.teacher_model,
+                "api": self.teacher_api,
+            },
+            "budget": {**budget, "max_cost_usd": self.max_cost_usd},
+        }
+        validate_section(SampleConfig, sample, "sample")
+        return self
+
+    def distill_config(self, corpus: str, out: str, label_only: bool = False) -> DistillConfig:
+        base: dict[str, Any] = dict(TINY_RECIPE) if self.distill.get("student", "tiny") == "tiny" else {}
+        data = {
+            **base,
+            "seed": self.seed,
+            **self.distill,
+            "corpus": corpus,
+            "out": out,
+            "label_only": label_only,
+        }
+        return validate_section(DistillConfig, data, "distill")
+
+    def eval_config(self, model: str, out: str, name: str, label_only: bool) -> EvalConfig:
+        data = {
+            "votes": 30,
+            # Two engine actors: on a CPU machine each gets one core (vLLM/torch run one thread per
+            # actor), so one engine would leave half of a 2-core laptop idle.
+            "num_engines": 2,
+            "seed": self.seed,
+            **self.eval,
+            "model": model,
+            "task": self.task,
+            "split": self.eval_split,
+            "limit": self.eval_questions,
+            "data_dir": self.data_dir,
+            "out": out,
+            "name": name,
+            "label_only": label_only,
+            "progress": self.progress,
+        }
+        return validate_section(EvalConfig, data, "eval")
+
+
+@dataclass(frozen=True)
+class Student:
+    """One student of the comparison: its corpus recipe and how it is reported."""
+
+    key: str  # directory name: scotd, scotd_n1, label_only
+    label: str  # name in the report: "SCoTD (N=30)"
+    n: int | None  # teacher chains per question it learns from (None: labels only)
+    corpus: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def label_only(self) -> bool:
+        return self.n is None
+
+
+def students(cfg: PipelineConfig) -> list[Student]:
+    mode = "balanced" if cfg.setting == "supervised" else "all"
+    plan = [Student("scotd", f"SCoTD (N={cfg.n})", cfg.n, {"mode": mode, "variant": "cot"})]
+    for k in cfg.n_ablation:
+        plan.append(
+            Student(f"scotd_n{k}", f"SCoTD (N={k})", k, {"mode": mode, "variant": "cot", "per_example": k})
+        )
+    if cfg.label_only:
+        plan.append(Student("label_only", "label-only", None, {"mode": mode, "variant": "label-only"}))
+    return plan

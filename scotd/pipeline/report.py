@@ -1,0 +1,364 @@
+"""The pipeline's outputs: ``results.json``, ``report.md``, ``vote_curve.png``, ``n_ablation.png``.
+
+Pure functions of what the stages returned (no Ray, no models), so a report can be rebuilt from
+``results.json`` alone: ``rebuild_report(out)``.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+from scotd import storage
+from scotd.eval.report import accuracy_cell, finish_png, results_table, vote_curve_png
+from scotd.paper import paper_reference
+
+if TYPE_CHECKING:
+    from scotd.pipeline.config import PipelineConfig, Student
+
+# The demo's targets (issue #9): SCoTD (N) over label-only and over the smallest N, in points.
+TARGETS = {"label_only": 15.0, "n_ablation": 5.0}
+
+_TEACHER_KEYS = (
+    "teacher_model",
+    "questions",
+    "samples",
+    "teacher_accuracy",
+    "parse_rate",
+    "parse_errors",
+    "requests_planned",
+    "requests_this_run",
+    "tokens",
+    "cost_usd",
+    "achieved_rpm",
+    "wall_s",
+)
+_TRAIN_KEYS = (
+    "run_name",
+    "final_step",
+    "train_loss_first",
+    "train_loss_last",
+    "val_loss_first",
+    "val_loss_last",
+    "steps_per_s_median",
+    "tokens_per_s_median",
+    "trained_steps_this_run",
+    "wall_s",
+    "run_dir",
+    "export_dir",
+)
+
+
+def headline_metric(metrics: Mapping[str, Any], setting: str) -> tuple[str, Mapping[str, Any] | None]:
+    """Supervised: greedy (the paper's metric there); few-shot: self-consistency at the largest K."""
+    curve = (metrics.get("sampled") or {}).get("maj_at_k") or {}
+    if setting == "few-shot" and curve:
+        k = max(curve, key=int)
+        return f"maj@{k}", curve[k]
+    return "greedy", metrics.get("greedy")
+
+
+def compare(a: Mapping[str, Any] | None, b: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """Difference in points of two accuracies and whether their 95% intervals are apart."""
+    if not a or not b:
+        return None
+    return {
+        "diff_points": round(100 * (a["accuracy"] - b["accuracy"]), 1),
+        "intervals_separated": a["ci95"][0] > b["ci95"][1] or b["ci95"][0] > a["ci95"][1],
+    }
+
+
+def assemble(
+    cfg: PipelineConfig,
+    plan: Sequence[Student],
+    teacher: Mapping[str, Any],
+    corpora: Mapping[str, Mapping[str, Any]],
+    trained: Mapping[str, Mapping[str, Any]],
+    evaluated: Mapping[str, Mapping[str, Any]],
+    stage_s: Mapping[str, float],
+    total_s: float,
+    previous_run: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """What ``results.json`` holds. ``previous_run`` (the last results' ``run``) supplies the time
+    of stages this run reused, so the report's times are those of the work, not of the check."""
+    students: dict[str, Any] = {}
+    for s in plan:
+        students[s.key] = {
+            "label": s.label,
+            "n": s.n,
+            "corpus": dict(corpora[s.key]),
+            "train": {k: trained[s.key].get(k) for k in _TRAIN_KEYS},
+            "eval": {k: v for k, v in evaluated[s.key].items() if k not in ("reused",)},
+            "eval_reused": bool(evaluated[s.key].get("reused")),
+        }
+    metric, _ = headline_metric(next(iter(evaluated.values())), cfg.setting)
+    main = plan[0].key
+    comparisons = {}
+    for s in plan[1:]:
+        target = (
+            TARGETS["label_only"]
+            if s.label_only
+            else TARGETS["n_ablation"]
+            if s.n == min(cfg.n_ablation, default=0)
+            else None
+        )
+        c = compare(
+            headline_metric(evaluated[main], cfg.setting)[1],
+            headline_metric(evaluated[s.key], cfg.setting)[1],
+        )
+        if c is not None:
+            if cfg.task == "synthetic" and target is not None:
+                c["target_points"] = target
+                c["target_met"] = c["diff_points"] >= target and c["intervals_separated"]
+            comparisons[f"{main}_vs_{s.key}"] = c
+    return {
+        "run": {
+            "task": cfg.task,
+            "setting": cfg.setting,
+            "n": cfg.n,
+            "n_ablation": cfg.n_ablation,
+            "train_questions": teacher.get("questions"),
+            "eval_split": cfg.eval_split,
+            "eval_questions": next(iter(evaluated.values())).get("questions"),
+            "student": cfg.distill_config("", "").student,
+            "max_steps": cfg.distill_config("", "").max_steps,
+            "out": cfg.out,
+            "finished_at": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+            "wall_s": total_s,
+            "stage_s": dict(stage_s),
+            **_computed_times(stage_s, total_s, _reused(teacher, trained, evaluated), previous_run),
+        },
+        "teacher": {k: teacher.get(k) for k in _TEACHER_KEYS},
+        "students": students,
+        "headline": {"metric": metric, "comparisons": comparisons},
+        "paper": paper_reference(cfg.task, cfg.setting),
+    }
+
+
+def _reused(
+    teacher: Mapping[str, Any],
+    trained: Mapping[str, Mapping[str, Any]],
+    evaluated: Mapping[str, Mapping[str, Any]],
+) -> set[str]:
+    """The stages this run found finished."""
+    reused = {"teacher"} if (teacher.get("requests_this_run") or {}).get("made") == 0 else set()
+    reused |= {f"distill:{k}" for k, t in trained.items() if t.get("trained_steps_this_run") == 0}
+    reused |= {f"eval:{k}" for k, e in evaluated.items() if e.get("reused")}
+    return reused
+
+
+def _computed_times(
+    stage_s: Mapping[str, float], total_s: float, reused: set[str], previous: Mapping[str, Any] | None
+) -> dict[str, Any]:
+    """Seconds each stage took when it did its work (this run, or the run that did it)."""
+    before = (previous or {}).get("stage_s_computed") or (previous or {}).get("stage_s") or {}
+    computed = {k: before[k] if k in reused and k in before else v for k, v in stage_s.items()}
+    wall = total_s + sum(computed.values()) - sum(stage_s.values())
+    return {
+        "stage_s_computed": computed,
+        "wall_s_computed": round(wall, 1),
+        "reused_stages": sorted(reused),
+    }
+
+
+def headline_lines(results: Mapping[str, Any]) -> list[str]:
+    """One line per comparison: ``SCoTD (N=30) vs label-only: +41.3 points (greedy), intervals apart``."""
+    students = results["students"]
+    metric = results["headline"]["metric"]
+    lines = []
+    for key, c in results["headline"]["comparisons"].items():
+        a, b = key.split("_vs_")
+        sep = "95% intervals apart" if c["intervals_separated"] else "95% intervals OVERLAP"
+        line = f"{students[a]['label']} vs {students[b]['label']}: {c['diff_points']:+.1f} points ({metric}), {sep}"
+        if "target_met" in c:
+            line += f"; target ≥ {c['target_points']:.0f} points: {'met' if c['target_met'] else 'MISSED'}"
+        lines.append(line)
+    return lines
+
+
+def _train_table(results: Mapping[str, Any]) -> str:
+    head = (
+        "| student | corpus rows | questions | chains/question | steps | train loss | val loss | train time |"
+    )
+    rows = [head, "|---|---|---|---|---|---|---|---|"]
+    for s in results["students"].values():
+        c, t = s["corpus"], s["train"]
+        per_q = f"{c['kept'] / max(1, c['questions_kept']):.1f}" if s["n"] is not None else "–"
+        loss = (
+            f"{t['train_loss_first']:.2f} → {t['train_loss_last']:.3f}"
+            if t["train_loss_last"] is not None
+            else "–"
+        )
+        val = f"{t['val_loss_last']:.3f}" if t["val_loss_last"] is not None else "–"
+        rows.append(
+            f"| {s['label']} | {c['kept']:,} | {c['questions_kept']:,} | {per_q} | {t['final_step']} | {loss} "
+            f"| {val} | {t['wall_s']:.0f} s |"
+        )
+    return "\n".join(rows)
+
+
+def _paper_table(results: Mapping[str, Any]) -> list[str]:
+    paper = results.get("paper")
+    if not paper:
+        return []
+    metric = results["headline"]["metric"]
+    ours = {s["n"]: s for s in results["students"].values()}
+    methods = paper["methods"]
+    pairs = [
+        ("label-only", ours.get(None), methods.get("label_only")),
+        ("SCoTD", ours.get(results["run"]["n"]), methods.get("scotd")),
+    ]
+    lines = [
+        "",
+        f"## Beside the paper ({paper['setting']}, {paper['student']} student, accuracy %)",
+        "",
+        f"| method | this run ({metric}, {results['run']['student']}) | paper |",
+        "|---|---|---|",
+    ]
+    for name, s, ref in pairs:
+        mine = accuracy_cell(headline_metric(s["eval"], results["run"]["setting"])[1], ci=False) if s else "–"
+        lines.append(f"| {name} | {mine} | {ref if ref is not None else '–'} |")
+    if paper["n_ablation"]:
+        lines += [
+            "",
+            "N ablation (paper: few-shot SCoTD with self-consistency):",
+            "",
+            "| N | this run | paper |",
+            "|---|---|---|",
+        ]
+        for n_, ref in paper["n_ablation"].items():
+            s = ours.get(int(n_))
+            mine = (
+                accuracy_cell(headline_metric(s["eval"], results["run"]["setting"])[1], ci=False)
+                if s
+                else "–"
+            )
+            lines.append(f"| {n_} | {mine} | {ref} |")
+    return lines
+
+
+def report_markdown(results: Mapping[str, Any]) -> str:
+    run, teacher = results["run"], results["teacher"]
+    students = results["students"]
+    any_eval = next(iter(students.values()))["eval"]
+    ev = any_eval.get("run") or {}
+    cost = (teacher.get("cost_usd") or {}).get("total", 0.0)
+    lines = [
+        f"# SCoTD on `{run['task']}` ({run['setting']})",
+        "",
+        f"Teacher `{teacher['teacher_model']}`: {teacher['samples']:,} chains for {teacher['questions']:,} training "
+        f"questions (N={run['n']}), per-chain accuracy {100 * teacher['teacher_accuracy']:.1f}%, parse rate "
+        f"{100 * teacher['parse_rate']:.1f}%, cost ${cost:.2f}. Students: `{run['student']}`, {run['max_steps']} steps "
+        f"each, the same questions and recipe. Scored on {run['eval_questions']} `{run['eval_split']}` questions: greedy, "
+        f"and {(any_eval.get('sampled') or {}).get('k_drawn', 0)} sampled votes at T={ev.get('temperature', '?')}.",
+        "",
+        "## Accuracy (%) with 95% bootstrap intervals",
+        "",
+        results_table({s["label"]: s["eval"] for s in students.values()}),
+        "",
+        *[f"- {line}" for line in headline_lines(results)],
+        *_paper_table(results),
+        "",
+        "## Self-consistency",
+        "",
+        "![vote curve](vote_curve.png)",
+        "",
+        "## N ablation",
+        "",
+        "![N ablation](n_ablation.png)",
+        "",
+        "## Training",
+        "",
+        _train_table(results),
+        "",
+        "## Time",
+        "",
+        "| stage | seconds | this run |",
+        "|---|---|---|",
+        *[
+            f"| {k} | {run['stage_s_computed'][k]:.0f} | {v:.0f}{' (reused)' if k in run['reused_stages'] else ''} |"
+            for k, v in run["stage_s"].items()
+        ],
+        f"| **total** | **{run['wall_s_computed']:.0f}** | {run['wall_s']:.0f} |",
+        "",
+        "A re-run reuses what is finished (teacher ledger, trained students, evaluations); the first column is "
+        "the time of the run that did the work.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def n_ablation_png(results: Mapping[str, Any]) -> bytes:
+    """Accuracy against teacher chains per question N, greedy and voted, label-only as a line."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.4, 4.2), dpi=120)
+    cot = sorted((s for s in results["students"].values() if s["n"] is not None), key=lambda s: s["n"])
+    ns = [s["n"] for s in cot]
+    series: list[tuple[str, list[Mapping[str, Any] | None]]] = [
+        ("greedy", [s["eval"].get("greedy") for s in cot])
+    ]
+    for s in cot:
+        curve = (s["eval"].get("sampled") or {}).get("maj_at_k") or {}
+        if curve:
+            k = max(curve, key=int)
+            series.append(
+                (f"maj@{k}", [(c["eval"].get("sampled") or {}).get("maj_at_k", {}).get(k) for c in cot])
+            )
+            break
+    for i, (name, points) in enumerate(series):
+        xs = [n for n, p in zip(ns, points, strict=True) if p]
+        ps = [p for p in points if p]
+        acc = [100 * p["accuracy"] for p in ps]
+        err = [
+            [a - 100 * p["ci95"][0] for a, p in zip(acc, ps, strict=True)],
+            [100 * p["ci95"][1] - a for a, p in zip(acc, ps, strict=True)],
+        ]
+        ax.errorbar(xs, acc, yerr=err, marker="o", capsize=3, color=f"C{i}", label=f"SCoTD, {name}")
+    for s in results["students"].values():
+        if s["n"] is None and s["eval"].get("greedy"):
+            ax.axhline(
+                100 * s["eval"]["greedy"]["accuracy"], linestyle="--", color="C3", label="label-only, greedy"
+            )
+    paper = results.get("paper")
+    if paper and paper["n_ablation"]:
+        pn = sorted(int(n) for n in paper["n_ablation"])
+        ax.plot(
+            pn,
+            [paper["n_ablation"][str(n)] for n in pn],
+            color="grey",
+            marker="s",
+            alpha=0.6,
+            label="paper (OPT-1.3B, few-shot)",
+        )
+    ax.set_xscale("log")
+    ticks = sorted(set(ns) | ({int(n) for n in paper["n_ablation"]} if paper else set()))
+    ax.set_xticks(ticks, [str(t) for t in ticks])
+    ax.minorticks_off()
+    title = f"N ablation on {results['run']['task']} (same questions, same steps)"
+    return finish_png(fig, ax, "teacher chains per training question N", title)
+
+
+def write_report(out: storage.Location, results: Mapping[str, Any]) -> None:
+    storage.write_bytes(out, "results.json", json.dumps(results, indent=2, default=str).encode())
+    storage.write_bytes(out, "report.md", report_markdown(results).encode())
+    models = {s["label"]: s["eval"] for s in results["students"].values()}
+    title = f"self-consistency on {results['run']['task']}/{results['run']['eval_split']}"
+    storage.write_bytes(out, "vote_curve.png", vote_curve_png(models, title))
+    storage.write_bytes(out, "n_ablation.png", n_ablation_png(results))
+
+
+def rebuild_report(out_dir: str) -> dict[str, Any]:
+    """Re-render report.md and the plots from ``results.json`` alone."""
+    out = storage.location(out_dir)
+    raw = storage.read_bytes(out, "results.json")
+    if raw is None:
+        raise FileNotFoundError(f"no results.json in {out.uri}: run `scotd pipeline` first")
+    results: dict[str, Any] = json.loads(raw)
+    write_report(out, results)
+    return results

@@ -1,0 +1,55 @@
+"""``scotd sample``: buy N chains of thought per question from a teacher, resumably."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from scotd.config import ConfigError, add_config_arguments, config_from_args
+from scotd.sample.config import SampleConfig
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_config_arguments(parser, SampleConfig)
+
+
+def run(args: argparse.Namespace) -> int:
+    from scotd.outlock import OutputLocked
+    from scotd.sample.run import TeacherAuthError, TeacherUnreachable, run_sampling
+    from scotd.storage import StorageReadError
+    from scotd.tasks import DataUnavailable, UnknownTask
+
+    try:
+        cfg = config_from_args(SampleConfig, args)
+        result = run_sampling(cfg)
+    except StorageReadError as e:
+        print(f"error: {e}. Nothing more was bought; re-run once the storage answers.", file=sys.stderr)
+        return 1
+    except (ConfigError, UnknownTask, DataUnavailable, FileNotFoundError, ValueError, OutputLocked) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except (TeacherAuthError, TeacherUnreachable) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 3
+    s = result.summary
+    if s.get("dry_run"):
+        print(
+            f"dry run: {s['questions']} questions, {s['already_in_ledger']} requests already in the ledger; "
+            f"would send {s['requests']} requests for {s['samples']} samples, "
+            f"≈{s['est_prompt_tokens']:,} prompt tokens + ≤{s['max_completion_tokens']:,} completion tokens, "
+            f"cost ≤ ${s['max_cost_usd']:.4f}"
+            + ("" if s["price_known"] else " (model price unknown: set budget.*_price_per_1k)")
+        )
+        return 0
+    print(
+        json.dumps({k: s[k] for k in ("samples", "teacher_accuracy", "parse_rate", "cost_usd", "complete")})
+    )
+    print(f"corpus: {result.out_dir}/corpus.parquet  summary: {result.out_dir}/summary.json")
+    if s["budget_stop"]:
+        print(
+            f"stopped at the budget cap ({s['budget_stop']}); re-run with a higher cap to resume.",
+            file=sys.stderr,
+        )
+        return 4
+    return 0 if s["complete"] else 1

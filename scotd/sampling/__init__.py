@@ -1,1 +1,0 @@
-"""The teacher sampling stage: examples → prompt requests → Ray Data sampler actors → ledger → corpus."""
