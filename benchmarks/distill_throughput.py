@@ -61,13 +61,14 @@ def run_layout(
     )
     start = time.monotonic()
     s = run_distill(cfg).summary
+    assert s is not None
     return {
         "layout": f"{workers}x{threads}",
         "strategy": strategy,
-        "steps_per_s": s["steps_per_s_median"],
-        "tokens_per_s": s["tokens_per_s_median"],
-        "loss_first": round(s["train_loss_first"], 3),
-        "loss_last": round(s["train_loss_last"], 3),
+        "steps_per_s": s.steps_per_s_median,
+        "tokens_per_s": s.tokens_per_s_median,
+        "loss_first": round(s.train_loss_first or 0.0, 3),
+        "loss_last": round(s.train_loss_last or 0.0, 3),
         "wall_s": round(time.monotonic() - start, 1),
     }
 

@@ -53,7 +53,8 @@ def run_engine(engine: str, model: Path, out: Path, args: argparse.Namespace) ->
     )  # fmt: skip
     start = time.perf_counter()
     result = run_eval(cfg)
-    return {**result.summary, "wall_incl_startup_s": round(time.perf_counter() - start, 1)}
+    assert result.summary is not None
+    return {**result.summary.to_dict(), "wall_incl_startup_s": round(time.perf_counter() - start, 1)}
 
 
 def check_ray_vllm_stage(model: Path, k: int) -> dict[str, Any]:

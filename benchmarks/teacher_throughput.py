@@ -54,6 +54,7 @@ from typing import Any
 
 import openai
 
+from scotd.artifacts import SampleSummary
 from scotd.config import load_config
 from scotd.ray_runtime import init_ray
 from scotd.sample.config import SampleConfig
@@ -157,8 +158,9 @@ def run_ours(sc: Scenario, base_url: str, requests: list[TeacherRequest], work: 
     overrides = {"task": "synthetic", "limit": len(requests), "n": sc.n, "progress": False}
     overrides |= {"out": str(work / "ours"), "teacher": {"base_url": base_url}}
     summary = run_sampling(load_config(SampleConfig, overrides=overrides)).summary
-    made = summary["requests_this_run"]["made"]
-    return f"limits learned {summary['limits']}; {made}/{len(requests)} made"
+    assert isinstance(summary, SampleSummary)
+    made = summary.requests_this_run["made"]
+    return f"limits learned {summary.limits}; {made}/{len(requests)} made"
 
 
 def _sequential(

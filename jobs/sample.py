@@ -7,11 +7,17 @@ as a script on a cluster where scotd is not pip-installed, so the job and the CL
 """
 
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # import scotd from this checkout
 
-from scotd.cli import main
+from scotd.cli import main as scotd_main
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return scotd_main(["sample", *(sys.argv[1:] if argv is None else argv)])
+
 
 if __name__ == "__main__":
-    sys.exit(main(["sample", *sys.argv[1:]]))
+    sys.exit(main())

@@ -13,11 +13,15 @@ import difflib
 import re
 import types
 import typing
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, TypeVar, get_args, get_origin
+from typing import Any, ClassVar, Generic, TypeVar, get_args, get_origin
 
 import yaml
-from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, GetCoreSchemaHandler, ValidationError, model_validator
+from pydantic_core import core_schema
+
+from scotd.artifacts import CONFIG_FILE
 
 C = TypeVar("C", bound="StageConfig")
 M = TypeVar("M", bound=BaseModel)
@@ -127,6 +131,60 @@ class ConfigSection(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+class StageSection(Generic[C]):
+    """A stage's config as a section of a bigger one (``distill:`` in the pipeline's YAML).
+
+    It holds the keys the user set, nothing else; ``build`` makes the stage's own config from the
+    bigger config's defaults for the stage < those keys < the keys the bigger config owns, and
+    validates it with the stage's model (its checks, its did-you-mean errors, prefixed by the
+    section's name). Setting an owned key in the section is an error that says where it belongs.
+    On the command line a section is one flag taking a mapping (``--distill '{lr: 0.001}'``).
+    """
+
+    stage: ClassVar[type[StageConfig]]
+    name: ClassVar[str]
+    owned: ClassVar[tuple[str, ...]] = ()
+    owned_hint: ClassVar[str] = ""
+    metavar: ClassVar[str] = "DICT"
+
+    def __init__(self, values: Mapping[str, Any] | None = None) -> None:
+        self.values: dict[str, Any] = dict(values or {})
+
+    def __repr__(self) -> str:
+        return repr(self.values)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, StageSection) and type(self) is type(other) and self.values == other.values
+
+    __hash__ = None  # type: ignore[assignment]
+
+    @classmethod
+    def __get_pydantic_core_schema__(
+        cls, source: Any, handler: GetCoreSchemaHandler
+    ) -> core_schema.CoreSchema:
+        return core_schema.no_info_plain_validator_function(
+            cls._parse, serialization=core_schema.plain_serializer_function_ser_schema(lambda s: s.values)
+        )
+
+    @classmethod
+    def _parse(cls, value: Any) -> StageSection[C]:
+        if isinstance(value, cls):
+            return value
+        if not isinstance(value, dict):
+            raise ValueError(f"must be a mapping of `scotd {cls.name}` fields")
+        clash = sorted(set(value) & set(cls.owned))
+        if clash:
+            keys = ", ".join(f"{cls.name}.{k}" for k in clash)
+            raise ValueError(f"{keys}: set by the pipeline itself; {cls.owned_hint}")
+        return cls(value)
+
+    def build(self, defaults: Mapping[str, Any], owned: Mapping[str, Any]) -> C:
+        """The stage's config: ``defaults`` < the section's keys (a key replaces a default whole) <
+        ``owned`` (merged into nested sections: ``teacher: {base_url: ...}`` keeps the other keys)."""
+        data = _merge({**defaults, **self.values}, dict(owned))
+        return validate_section(self.stage, data, self.name)  # type: ignore[return-value]
+
+
 def _leaf_fields(cls: type[BaseModel], prefix: str = "") -> list[tuple[str, Any]]:
     """``(dotted name, annotation)`` for every non-model field, nested models flattened."""
     out: list[tuple[str, Any]] = []
@@ -208,6 +266,8 @@ def _default(cls: type[BaseModel], dotted: str) -> Any:
 
 
 def _metavar(ann: Any) -> str:
+    if isinstance(ann, type) and issubclass(ann, StageSection):
+        return ann.metavar
     if get_origin(ann) is typing.Literal:
         return "{" + ",".join(str(a) for a in get_args(ann)) + "}"
     return getattr(ann, "__name__", str(ann)).upper().replace("TYPING.", "")
@@ -330,7 +390,7 @@ def config_from_args(cls: type[C], args: argparse.Namespace) -> C:
     return load_config(cls, getattr(args, "config", None), overrides_from_args(args, cls))
 
 
-def write_resolved(config: StageConfig, out_dir: str | Path, name: str = "config.yaml") -> str:
+def write_resolved(config: StageConfig, out_dir: str | Path, name: str = CONFIG_FILE) -> str:
     """Write the fully resolved config next to a stage's outputs (a path or URI; no secrets by construction)."""
     from scotd import storage
 

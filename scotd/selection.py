@@ -19,6 +19,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from scotd.artifacts import TRAINING_COLUMNS
 from scotd.voting import vote
 
 Mode = Literal["all", "correct", "balanced"]
@@ -162,18 +163,7 @@ def _dedup(kept: list[dict[str, Any]], spec: CorpusSpec, drops: Counter[str]) ->
 
 
 def _training_row(r: dict[str, Any], rationale: str, label: str) -> dict[str, Any]:
-    keys = (
-        "example_id",
-        "task",
-        "split",
-        "question",
-        "choice_labels",
-        "choice_texts",
-        "gold",
-        "sample_index",
-        "request_key",
-    )
-    return {**{k: r.get(k) for k in keys}, "rationale": rationale, "label": label}
+    return {**{k: r.get(k) for k in TRAINING_COLUMNS[:-2]}, "rationale": rationale, "label": label}
 
 
 def _variant(

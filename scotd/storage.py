@@ -49,6 +49,10 @@ class Location:
     def is_local(self) -> bool:
         return isinstance(self.fs, pafs.LocalFileSystem)
 
+    @property
+    def name(self) -> str:
+        return posixpath.basename(self.path)
+
     def join(self, *parts: str) -> str:
         return posixpath.join(self.path, *parts)
 

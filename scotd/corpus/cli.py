@@ -7,7 +7,7 @@ import sys
 
 from scotd.config import ConfigError, add_config_arguments, config_from_args
 from scotd.corpus.config import CorpusConfig
-from scotd.corpus.run import TRAIN_FILE, run_corpus
+from scotd.corpus.run import run_corpus
 from scotd.outlock import OutputLocked
 
 
@@ -18,20 +18,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     try:
         cfg = config_from_args(CorpusConfig, args)
-        report = run_corpus(cfg)
+        written = run_corpus(cfg)
     except (ConfigError, FileNotFoundError, OutputLocked) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    acc = report["teacher_accuracy"]
+    s = written.summary
+    assert s is not None
+    acc = s.teacher_accuracy
     print(
-        f"corpus {report['mode']}/{report['variant']}: {report['kept']} training rows for {report['questions_kept']} "
-        f"of {report['questions_in']} questions (from {report['samples_in']} samples)"
+        f"corpus {s.mode}/{s.variant}: {s.kept} training rows for {s.questions_kept} "
+        f"of {s.questions_in} questions (from {s.samples_in} samples)"
     )
     print(
         f"  teacher accuracy {acc if acc is None else f'{acc:.1%}'}; unique rationales/question "
-        f"{report['unique_rationales_per_question']}; distinct-2 {report['distinct_2']}"
+        f"{s.unique_rationales_per_question}; distinct-2 {s.distinct_2}"
     )
-    for reason, n in dict(report["dropped"]).items():  # type: ignore[call-overload]
+    for reason, n in s.dropped.items():
         print(f"  dropped {n:>7} {reason}")
-    print(f"  -> {report['out']}/{TRAIN_FILE}")
+    print(f"  -> {written.file}")
     return 0

@@ -3,7 +3,7 @@
 For tests and benchmarks of the distill stage: the simulated teacher's own chain writer
 (``scotd.teacher.sim.synthetic_cot.write_chain``, temperature 1, ≈70% correct) produces N samples
 per question, and the real corpus filter (``scotd.selection.build``) turns them into the training
-rows ``scotd corpus`` would write — same columns, same ``scotd.mode`` / ``scotd.variant`` metadata.
+rows ``scotd corpus`` would write (``scotd.artifacts.TrainingSet``: same columns, same metadata).
 The real path (``scotd teacher-sim`` + ``scotd sample`` + ``scotd corpus``) gives the same schema.
 """
 
@@ -13,9 +13,8 @@ import random
 from pathlib import Path
 from typing import Any
 
-import pyarrow as pa
-
 from scotd import storage
+from scotd.artifacts import TrainingSet
 from scotd.selection import CorpusSpec, Mode, build
 from scotd.tasks import load_task
 from scotd.tasks.synthetic import parse_question
@@ -51,10 +50,5 @@ def write_demo_corpus(
 ) -> Path:
     """Write ``<out_dir>/train.parquet`` as ``scotd corpus --mode <mode>`` would; returns ``out_dir``."""
     train, _ = build(synthetic_samples(questions, per_question, seed), CorpusSpec(mode=mode, dedup="exact"))
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    table = pa.Table.from_pylist(train).replace_schema_metadata(
-        {b"scotd.mode": mode.encode(), b"scotd.variant": b"cot"}
-    )
-    storage.write_parquet(storage.location(str(out)), "train.parquet", table)
-    return out
+    TrainingSet.write(storage.location(str(out_dir)), train, mode, "cot")
+    return Path(out_dir)

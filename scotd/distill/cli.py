@@ -30,14 +30,15 @@ def run(args: argparse.Namespace) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 1
     s = result.summary
+    assert s is not None
     keys = ["run_name", "final_step", "trained_steps_this_run", "train_loss_first", "train_loss_last"]
     keys += ["val_loss_first", "val_loss_last", "tokens_per_s_median", "restarts_after_failure"]
-    print(json.dumps({k: s.get(k) for k in keys}))
-    dropped = sum(c.get("target_too_long", 0) for c in s.get("data", {}).get("status", {}).values())
+    print(json.dumps({k: getattr(s, k) for k in keys}))
+    dropped = sum(c.get("target_too_long", 0) for c in s.data.get("status", {}).values())
     if dropped:
         print(
             f"warning: {dropped} rows had a target longer than max_length and were not trained on",
             file=sys.stderr,
         )
-    print(f"run: {result.run_dir}  export: {result.export_dir}")
+    print(f"run: {result.uri}  export: {result.export_uri}")
     return 0

@@ -24,19 +24,14 @@ from typing import TYPE_CHECKING, Any, cast
 
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
-from scotd import storage
+from scotd.artifacts import TrainingSet
 from scotd.distill.collator import encode_pair, texts_for_row
 from scotd.student.factory import StudentSource, load_tokenizer, prepare_tokenizer
 from scotd.voting import vote
 
 if TYPE_CHECKING:
     import ray.data
-
-TRAIN_FILE = "train.parquet"
-MODE_KEY = b"scotd.mode"
-VARIANT_KEY = b"scotd.variant"
 
 # Columns the tokenisation stage writes (what the workers read).
 COL_ROW_KEY = "row_key"
@@ -49,18 +44,6 @@ TRAIN, VALIDATION = "train", "validation"
 TOO_LONG = "target_too_long"
 
 
-@dataclass(frozen=True)
-class CorpusInfo:
-    """Where the corpus is and how ``scotd corpus`` built it (parquet schema metadata)."""
-
-    uri: str
-    file: str
-    mode: str
-    variant: str
-    rows: int
-    digest: str  # sha256 of the parquet file's bytes (first 16 hex digits)
-
-
 @dataclass
 class DataStats:
     """Counts for the run summary: rows and questions per role, encode status per role, lengths."""
@@ -70,36 +53,6 @@ class DataStats:
     status: dict[str, dict[str, int]] = field(default_factory=dict)
     max_tokens: int = 0
     mean_tokens: float = 0.0
-
-
-def corpus_info(path: str) -> CorpusInfo:
-    """Locate ``train.parquet`` (a dir or the file itself) and read its mode/variant metadata.
-
-    Raises ``FileNotFoundError`` naming what to run first.
-    """
-    loc = storage.location(path)
-    file = loc.path if loc.path.endswith(".parquet") else loc.join(TRAIN_FILE)
-    try:
-        meta = pq.read_metadata(file, filesystem=loc.fs)
-    except (FileNotFoundError, OSError) as e:
-        raise FileNotFoundError(
-            f"no training corpus at {file}: run `scotd corpus` first or fix --corpus ({e})"
-        ) from None
-    kv = meta.metadata or {}
-    uri = loc.uri if not loc.path.endswith(".parquet") else loc.uri.rsplit("/", 1)[0]
-    file_uri = loc.uri if loc.path.endswith(".parquet") else f"{loc.uri}/{TRAIN_FILE}"
-    digest = hashlib.sha256()
-    with loc.fs.open_input_stream(file) as f:
-        while chunk := f.read(1 << 22):
-            digest.update(chunk)
-    return CorpusInfo(
-        uri=uri,
-        file=file_uri,
-        mode=kv.get(MODE_KEY, b"all").decode(),
-        variant=kv.get(VARIANT_KEY, b"cot").decode(),
-        rows=meta.num_rows,
-        digest=digest.hexdigest()[:16],
-    )
 
 
 def validation_questions(question_ids: list[str], fraction: float, cap: int, seed: int) -> set[str]:
@@ -192,14 +145,14 @@ def quiet(ds: ray.data.Dataset) -> ray.data.Dataset:
     return ds
 
 
-def read_corpus(info: CorpusInfo, label_only: bool) -> ray.data.Dataset:
+def read_training_set(training: TrainingSet, label_only: bool) -> ray.data.Dataset:
     """The corpus rows, materialised once (question ids, tokenizer texts and tokenisation all read it)."""
     import ray.data
 
-    ds = ray.data.read_parquet(info.file)
-    if label_only and info.variant != "label-only":
+    ds = ray.data.read_parquet(training.file)
+    if label_only and training.variant != "label-only":
         # Few partitions: the default (200) means hundreds of tiny shuffle tasks for a small corpus.
-        partitions = max(1, min(16, info.rows // 50_000 + 1))
+        partitions = max(1, min(16, training.rows // 50_000 + 1))
         ds = ds.groupby("example_id", num_partitions=partitions).map_groups(
             label_only_group, batch_format="pyarrow"
         )

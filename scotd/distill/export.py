@@ -16,20 +16,18 @@ import torch
 from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
 
 from scotd import storage
+from scotd.artifacts import StudentRun
 from scotd.student.factory import TokenLayout
 
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
 
-EXPORT_DIR = "export"
-MARKER = "scotd_export.json"
 MAX_NEW_TOKENS = 256  # the paper's generation budget for a rationale
 
 
 def export_done(run: storage.Location, step: int) -> bool:
     """Whether ``<run>/export`` holds a complete export of training step ``step``."""
-    raw = storage.read_bytes(run.child(EXPORT_DIR), MARKER)
-    return raw is not None and json.loads(raw).get("step") == step
+    return StudentRun(run.uri).exported_step() == step
 
 
 def export_model(
@@ -68,10 +66,10 @@ def export_model(
         pad_token_id=layout.pad_id,
         max_new_tokens=MAX_NEW_TOKENS,
     )
-    dest = run.child(EXPORT_DIR)
+    dest = run.child(StudentRun.EXPORT)
     with tempfile.TemporaryDirectory(prefix="scotd-export-") as tmp:
         fresh.save_pretrained(tmp, safe_serialization=True)
         tokenizer.save_pretrained(tmp)
         storage.upload_dir(tmp, dest)
-    storage.write_bytes(dest, MARKER, json.dumps({"step": step, **info}, indent=2).encode())
+    storage.write_bytes(dest, StudentRun.EXPORT_MARKER, json.dumps({"step": step, **info}, indent=2).encode())
     return dest.uri

@@ -13,6 +13,7 @@ import sys
 from typing import Any
 
 from scotd import storage
+from scotd.artifacts import StudentRun
 
 # Dense bf16 tensor-core peaks (vendor specs, TFLOP/s). A measured matmul peak is lower (an H200
 # reached ≈ 790): pass --peak-tflops to report MFU against a measured figure instead.
@@ -56,7 +57,7 @@ class MetricsLog:
     appears once; ``event`` rows (``resume``, ``export``) are kept.
     """
 
-    def __init__(self, run: storage.Location, name: str = "metrics.jsonl") -> None:
+    def __init__(self, run: storage.Location, name: str = StudentRun.METRICS) -> None:
         self._run = run
         self._name = name
         raw = storage.read_bytes(run, name)

@@ -1,6 +1,6 @@
 """The distill stage's driver: ``DistillConfig`` -> Ray Data -> Ray Train ``TorchTrainer`` -> HF export.
 
-Outputs in ``<out>/<run name>/`` (a local path or an object-store URI; the run name is derived from
+A ``TrainingSet`` in, a ``StudentRun`` out (``scotd.artifacts``), in ``<out>/<run name>/`` (a local path or an object-store URI; the run name is derived from
 what is trained, so re-running the same command finds the same directory and resumes)::
 
     config.yaml                 the resolved config
@@ -17,62 +17,43 @@ an invalid config. A run that finished already (same fingerprint, export complet
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import statistics
 import tempfile
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from typing import Any
 
 from scotd import storage
+from scotd.artifacts import DistillSummary, StudentRun, TrainingSet
 from scotd.config import write_resolved
 from scotd.distill.checkpoint import TRAINER_STATE
 from scotd.distill.config import DistillConfig, run_fingerprint, run_name
-from scotd.distill.dataset import CorpusInfo, corpus_info, corpus_texts, prepare, read_corpus
-from scotd.distill.export import EXPORT_DIR, export_done
+from scotd.distill.dataset import corpus_texts, prepare, read_training_set
+from scotd.distill.export import export_done
 from scotd.outlock import output_lock
 from scotd.student.factory import StudentSource, resolve_student
 from scotd.student.tiny import build_tiny_student
 
 log = logging.getLogger(__name__)
 
-SUMMARY = "summary.json"
-STUDENT_INIT = "student_init"
-COMPLETE = ".complete"
 
-
-@dataclass(frozen=True)
-class DistillResult:
-    run_dir: str
-    export_dir: str
-    summary: dict[str, Any]
-
-
-def _read_json(loc: storage.Location, name: str) -> dict[str, Any] | None:
-    raw = storage.read_bytes(loc, name)
-    return json.loads(raw) if raw else None
-
-
-def _tiny_student(cfg: DistillConfig, run: storage.Location, info: CorpusInfo, ds: Any) -> StudentSource:
+def _tiny_student(cfg: DistillConfig, run: storage.Location, training: TrainingSet, ds: Any) -> StudentSource:
     """Build the tiny student once per run (a resumed run must reuse the same tokenizer)."""
-    init = run.child(STUDENT_INIT)
-    if not storage.exists(init, COMPLETE):
+    init = run.child(StudentRun.STUDENT_INIT)
+    if not storage.exists(init, StudentRun.INIT_COMPLETE):
         texts = corpus_texts(ds, cfg.label_only)
         with tempfile.TemporaryDirectory(prefix="scotd-tiny-") as tmp:
             build_tiny_student(texts, tmp, cfg.tiny, seed=cfg.seed)
             storage.upload_dir(tmp, init)
-        storage.write_bytes(init, COMPLETE, info.uri.encode())
+        storage.write_bytes(init, StudentRun.INIT_COMPLETE, training.uri.encode())
         log.info("built the tiny student (%s tokenizer) in %s", cfg.tiny.tokenizer, init.uri)
     # file:// URIs are local too: from_pretrained wants the plain path.
     return (
         StudentSource("tiny", "local", init.path) if init.is_local else StudentSource("tiny", "uri", init.uri)
     )
-
-
-def _metrics_rows(run: storage.Location) -> list[dict[str, Any]]:
-    raw = storage.read_bytes(run, "metrics.jsonl")
-    return [json.loads(x) for x in raw.decode().splitlines() if x.strip()] if raw else []
 
 
 def _summarise(rows: list[dict[str, Any]], since: float) -> dict[str, Any]:
@@ -99,38 +80,46 @@ def _summarise(rows: list[dict[str, Any]], since: float) -> dict[str, Any]:
     }
 
 
-def run_distill(cfg: DistillConfig) -> DistillResult:
+def student_run(cfg: DistillConfig, training: TrainingSet) -> StudentRun:
+    """Where ``cfg`` trains on ``training``: the run directory is named by what it trains."""
+    return StudentRun(storage.location(cfg.out).child(run_name(cfg, training.uri, training.digest)).uri)
+
+
+def run_distill(cfg: DistillConfig) -> StudentRun:
     """Train (or resume, or find finished) the run that ``cfg`` describes. See the module docstring.
 
     Raises ``FileNotFoundError`` (no corpus), ``scotd.student.factory.StudentUnavailable``,
     ``ValueError`` (empty corpus, no training rows), ``RuntimeError`` (training failed after
     ``max_failures`` restarts).
     """
-    info = corpus_info(cfg.corpus)
-    if info.rows == 0:
-        raise ValueError(f"the corpus {info.file} has no rows")
+    training = TrainingSet.locate(cfg.corpus)
+    if training.rows == 0:
+        raise ValueError(f"the corpus {training.file} has no rows")
     source = resolve_student(cfg.student)  # an unavailable student fails before anything is written
-    name = run_name(cfg, info.uri, info.digest)
-    with output_lock(storage.location(cfg.out).child(name).uri, f"scotd distill {name}"):
-        return _run_distill(cfg, info, name, source)
+    target = student_run(cfg, training)
+    with output_lock(target.uri, f"scotd distill {storage.location(target.uri).name}"):
+        return _run_distill(cfg, training, target, source)
 
 
-def _run_distill(cfg: DistillConfig, info: CorpusInfo, name: str, source: StudentSource) -> DistillResult:
+def _run_distill(
+    cfg: DistillConfig, info: TrainingSet, target: StudentRun, source: StudentSource
+) -> StudentRun:
     started = time.time()
     fingerprint = run_fingerprint(cfg, info.uri, info.digest)
     root = storage.location(cfg.out)
+    name = run_name(cfg, info.uri, info.digest)
     run = root.child(name)
-    previous = _read_json(run, SUMMARY)
-    if previous and previous.get("fingerprint") == fingerprint and export_done(run, cfg.max_steps):
-        log.info("run %s finished already (step %s); nothing to train", name, previous.get("final_step"))
-        return DistillResult(run.uri, run.child(EXPORT_DIR).uri, {**previous, "trained_steps_this_run": 0})
+    previous = target.read_summary()
+    if previous and previous.fingerprint == fingerprint and export_done(run, cfg.max_steps):
+        log.info("run %s finished already (step %s); nothing to train", name, previous.final_step)
+        return StudentRun(run.uri, dataclasses.replace(previous, trained_steps_this_run=0))
     write_resolved(cfg, run.uri)
     had_checkpoint = bool(storage.list_files(run, suffix=TRAINER_STATE))
 
     from scotd.ray_runtime import init_ray
 
     init_ray()
-    ds = read_corpus(info, cfg.label_only)
+    ds = read_training_set(info, cfg.label_only)
     if source.kind == "tiny":
         source = _tiny_student(cfg, run, info, ds)
     data = prepare(
@@ -151,7 +140,7 @@ def _run_distill(cfg: DistillConfig, info: CorpusInfo, name: str, source: Studen
         log.warning(
             "%d rows dropped: target longer than max_length=%d (see summary.json)", dropped, cfg.max_length
         )
-    storage.write_bytes(run, "validation_questions.json", json.dumps(data.validation_ids).encode())
+    storage.write_bytes(run, StudentRun.VALIDATION, json.dumps(data.validation_ids).encode())
 
     result = _fit(
         cfg,
@@ -163,19 +152,19 @@ def _run_distill(cfg: DistillConfig, info: CorpusInfo, name: str, source: Studen
         fingerprint,
         balanced=info.mode == "balanced" and not cfg.label_only,
     )
-    rows = _metrics_rows(run)
+    rows = target.metric_rows()
     summary: dict[str, Any] = {
         "status": "finished",
         "run_name": name,
         "fingerprint": fingerprint,
-        "corpus": asdict(info),
+        "corpus": info.ref(),
         "student": cfg.student,
         "label_only": cfg.label_only,
         "num_workers": cfg.num_workers,
         "strategy": cfg.strategy,
         "data": asdict(data.stats),
         **_summarise(rows, started),
-        "export": run.child(EXPORT_DIR).uri,
+        "export": target.export_uri,
         "checkpoint": result.checkpoint.path if result.checkpoint is not None else None,
         "wall_s": round(time.time() - started, 1),
     }
@@ -184,8 +173,7 @@ def _run_distill(cfg: DistillConfig, info: CorpusInfo, name: str, source: Studen
     summary["restarts_after_failure"] = max(0, len(resumes) - (1 if had_checkpoint else 0))
     first_step = resumes[0] if had_checkpoint and resumes else 0
     summary["trained_steps_this_run"] = summary["final_step"] - first_step
-    storage.write_bytes(run, SUMMARY, json.dumps(summary, indent=2).encode())
-    return DistillResult(run.uri, run.child(EXPORT_DIR).uri, summary)
+    return target.write_summary(DistillSummary(**summary))
 
 
 def _fit(

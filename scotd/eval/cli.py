@@ -31,12 +31,11 @@ def run(args: argparse.Namespace) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     m, s = result.metrics, result.summary
+    assert s is not None
     if "greedy" in m:
         print(f"greedy: {100 * m['greedy']['accuracy']:.1f}%  {m['greedy']['ci95']}")
     for k, v in (m.get("sampled") or {}).get("maj_at_k", {}).items():
         print(f"maj@{k}: {100 * v['accuracy']:.1f}%  {v['ci95']}")
-    print(
-        f"{s['questions_per_s']:.2f} questions/s, {s['generated_tokens_per_s']:.0f} tokens/s ({s['engine']})"
-    )
-    print(f"report: {result.out_dir}/report.md")
+    print(f"{s.questions_per_s:.2f} questions/s, {s.generated_tokens_per_s:.0f} tokens/s ({s.engine})")
+    print(f"report: {result.uri}/{result.REPORT}")
     return 0

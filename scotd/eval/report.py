@@ -6,6 +6,8 @@ import io
 from collections.abc import Mapping
 from typing import Any
 
+from scotd.artifacts import Evaluation
+
 
 def accuracy_cell(m: Mapping[str, Any] | None, ci: bool = True) -> str:
     """An accuracy entry as a table cell in percent, ``71.3 [65.0, 77.1]`` (``71.3`` with
@@ -109,7 +111,7 @@ def report_markdown(name: str, metrics: Mapping[str, Any], summary: Mapping[str,
         f"- throughput: {summary['questions_per_s']:.2f} questions/s, "
         f"{summary['generated_tokens_per_s']:.0f} generated tokens/s ({summary['generate_s']:.1f} s generating)",
         "",
-        "![vote curve](vote_curve.png)",
+        f"![vote curve]({Evaluation.VOTE_CURVE})",
         "",
     ]
     return "\n".join(lines)

@@ -1,23 +1,21 @@
 """The evaluation driver: questions → prompts → Ray Data engine actors → parsed, voted, reported.
 
-Outputs under ``cfg.out_dir()``: ``predictions.parquet`` (every sample: rationale, parsed label,
-correctness), ``metrics.json``, ``report.md``, ``vote_curve.png``, ``config.yaml``.
-``recompute(dir)`` rebuilds the metrics from ``predictions.parquet`` alone.
+A student's export in, an ``Evaluation`` (``scotd.artifacts``) out under ``cfg.out_dir()``: every
+sample (rationale, parsed label, correctness), the metrics, a report and the vote curve, and
+``config.yaml``. ``recompute(dir)`` rebuilds the metrics from the predictions alone.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import time
-from dataclasses import dataclass
 from typing import Any
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 from tqdm import tqdm
 
 from scotd import prompts, storage
+from scotd.artifacts import CONFIG_FILE, EvalSummary, Evaluation
 from scotd.config import write_resolved
 from scotd.eval.config import EvalConfig
 from scotd.eval.metrics import compute_metrics
@@ -29,13 +27,6 @@ from scotd.parsing import is_correct, parse_choices, parse_label_only
 from scotd.tasks import Example, load_task
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class EvalResult:
-    out_dir: str
-    metrics: dict[str, Any]
-    summary: dict[str, Any]
 
 
 def _prompt(ex: Example, style: str) -> str:
@@ -69,12 +60,12 @@ def prediction_rows(
     return rows
 
 
-def run_eval(cfg: EvalConfig) -> EvalResult:
+def run_eval(cfg: EvalConfig) -> Evaluation:
     with output_lock(storage.location(cfg.out_dir()).uri, f"scotd eval {cfg.name or cfg.model}"):
         return _run_eval(cfg)
 
 
-def _run_eval(cfg: EvalConfig) -> EvalResult:
+def _run_eval(cfg: EvalConfig) -> Evaluation:
     from scotd.ray_runtime import batch_rows, init_ray
 
     started = time.time()
@@ -124,42 +115,45 @@ def _run_eval(cfg: EvalConfig) -> EvalResult:
             gen_s += float(sum(batch["gen_s"]))
             bar.update(len(got) // max(1, per_question))
     rows = prediction_rows(loaded.examples, generations, cfg.label_only, cfg.display_name())
-    storage.write_parquet(out, "predictions.parquet", pa.Table.from_pylist(rows))  # atomic
+    storage.write_parquet(out, Evaluation.PREDICTIONS, pa.Table.from_pylist(rows))  # atomic
     metrics = compute_metrics(rows, cfg.ks, cfg.seed)
     wall = time.time() - started
     tokens = sum(r["gen_tokens"] for r in rows)
-    summary = {
-        "model": cfg.model,
-        "name": cfg.display_name(),
-        "task": cfg.task,
-        "split": cfg.split,
-        "engine": engine,
-        "temperature": cfg.temperature,
-        "votes": cfg.votes,
-        "wall_s": round(wall, 2),
-        "generate_s": round(gen_s, 2),
-        "questions_per_s": round(len(loaded.examples) / max(gen_s, 1e-9), 3),
-        "generated_tokens": tokens,
-        "generated_tokens_per_s": round(tokens / max(gen_s, 1e-9), 1),
-        "input_rows_rejected": loaded.rejected_by_reason(),
-    }
-    _write_outputs(out, metrics, summary)
-    return EvalResult(out.uri, metrics, summary)
+    summary = EvalSummary(
+        model=cfg.model,
+        name=cfg.display_name(),
+        task=cfg.task,
+        split=cfg.split,
+        engine=engine,
+        temperature=cfg.temperature,
+        votes=cfg.votes,
+        wall_s=round(wall, 2),
+        generate_s=round(gen_s, 2),
+        questions_per_s=round(len(loaded.examples) / max(gen_s, 1e-9), 3),
+        generated_tokens=tokens,
+        generated_tokens_per_s=round(tokens / max(gen_s, 1e-9), 1),
+        input_rows_rejected=loaded.rejected_by_reason(),
+    )
+    return _write_outputs(Evaluation(out.uri), metrics, summary)
 
 
-def _write_outputs(out: storage.Location, metrics: dict[str, Any], summary: dict[str, Any]) -> None:
-    storage.write_bytes(out, "metrics.json", json.dumps({**metrics, "run": summary}, indent=2).encode())
-    storage.write_bytes(out, "report.md", report_markdown(summary["name"], metrics, summary).encode())
-    title = f"{summary['name']} on {summary['task']}/{summary['split']}"
-    storage.write_bytes(out, "vote_curve.png", vote_curve_png({summary["name"]: metrics}, title))
+def _write_outputs(evaluation: Evaluation, metrics: dict[str, Any], summary: EvalSummary) -> Evaluation:
+    out = evaluation.location
+    done = evaluation.write_metrics(metrics, summary)
+    storage.write_bytes(
+        out, Evaluation.REPORT, report_markdown(summary.name, metrics, summary.to_dict()).encode()
+    )
+    title = f"{summary.name} on {summary.task}/{summary.split}"
+    storage.write_bytes(out, Evaluation.VOTE_CURVE, vote_curve_png({summary.name: metrics}, title))
+    return done
 
 
 def recompute(out_dir: str) -> dict[str, Any]:
     """Metrics from ``predictions.parquet`` alone (no model, no Ray), with the run's ``ks`` and seed."""
     import yaml
 
-    out = storage.location(out_dir)
-    rows = pq.read_table(out.join("predictions.parquet"), filesystem=out.fs).to_pylist()
-    saved = storage.read_bytes(out, "config.yaml")
+    evaluation = Evaluation(storage.location(out_dir).uri)
+    rows = evaluation.predictions()
+    saved = storage.read_bytes(evaluation.location, CONFIG_FILE)
     cfg = EvalConfig.model_validate(yaml.safe_load(saved)) if saved else EvalConfig()
     return compute_metrics(rows, cfg.ks, cfg.seed)

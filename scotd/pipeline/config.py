@@ -11,16 +11,29 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from scotd.config import StageConfig, validate_section
+from scotd.artifacts import Evaluation, StudentRun, TrainingSet
+from scotd.config import StageConfig, StageSection
 from scotd.distill.config import TINY_RECIPE, DistillConfig
 from scotd.eval.config import EvalConfig
 from scotd.sample.config import SampleConfig
 from scotd.teacher.prices import price_for
 
-# Fields of the stage sections that the pipeline sets itself, per student.
-_DISTILL_OWNED = ("corpus", "out", "name", "label_only")
-_EVAL_OWNED = ("model", "task", "split", "limit", "data_dir", "out", "name", "label_only", "progress")
-_SAMPLE_OWNED = ("task", "split", "limit", "n", "out", "dry_run", "progress", "data_dir", "seed")
+_HINT = "use the top-level fields (task, n, train_questions, eval_split, eval_questions, out) instead"
+
+
+class SampleSection(StageSection[SampleConfig]):
+    stage, name, owned_hint = SampleConfig, "sample", _HINT
+    owned = ("task", "split", "limit", "n", "out", "dry_run", "progress", "data_dir", "seed")
+
+
+class DistillSection(StageSection[DistillConfig]):
+    stage, name, owned_hint = DistillConfig, "distill", _HINT
+    owned = ("corpus", "out", "name", "label_only")
+
+
+class EvalSection(StageSection[EvalConfig]):
+    stage, name, owned_hint = EvalConfig, "eval", _HINT
+    owned = ("model", "task", "split", "limit", "data_dir", "out", "name", "label_only", "progress")
 
 
 class PipelineConfig(StageConfig):
@@ -57,13 +70,16 @@ class PipelineConfig(StageConfig):
     ray_logs: bool = Field(
         False, description="stream Ray's worker logs (every step, vLLM start-up) to the console too"
     )
-    sample: dict[str, Any] = Field(
-        default_factory=dict, description="more `scotd sample` fields (limits, pool, ...)"
+    sample: SampleSection = Field(
+        default_factory=SampleSection, description="more `scotd sample` fields (limits, pool, ...)"
     )
-    distill: dict[str, Any] = Field(
-        default_factory=dict, description="`scotd distill` fields; the tiny recipe fills in for student tiny"
+    distill: DistillSection = Field(
+        default_factory=DistillSection,
+        description="`scotd distill` fields; the tiny recipe fills in for student tiny",
     )
-    eval: dict[str, Any] = Field(default_factory=dict, description="`scotd eval` fields (votes, engine, ...)")
+    eval: EvalSection = Field(
+        default_factory=EvalSection, description="`scotd eval` fields (votes, engine, ...)"
+    )
 
     @field_validator("n_ablation")
     @classmethod
@@ -77,16 +93,9 @@ class PipelineConfig(StageConfig):
         """Validate every stage's section now, so a typo fails before any teacher call."""
         if any(k >= self.n for k in self.n_ablation):
             raise ValueError(f"n_ablation {self.n_ablation} must be below n={self.n}")
-        for section, owned in (("sample", _SAMPLE_OWNED), ("distill", _DISTILL_OWNED), ("eval", _EVAL_OWNED)):
-            clash = sorted(set(getattr(self, section)) & set(owned))
-            if clash:
-                raise ValueError(
-                    f"{', '.join(f'{section}.{k}' for k in clash)}: set by the pipeline itself; use the "
-                    "top-level fields (task, n, train_questions, eval_split, eval_questions, out) instead"
-                )
-        self.distill_config("", "")
+        self.distill_config("", "")  # each section, validated by its stage's own model
         self.eval_config("", "", "", False)
-        budget = self.sample.get("budget", {})
+        budget = self.sample.values.get("budget", {})
         budget = budget if isinstance(budget, dict) else {}  # anything else: validate_section names it
         priced = any(budget.get(k) is not None for k in ("prompt_price_per_1k", "completion_price_per_1k"))
         if self.max_cost_usd is not None and not priced and not price_for(self.teacher_model).known:
@@ -95,39 +104,52 @@ class PipelineConfig(StageConfig):
                 "the cap could not bind; set sample.budget.prompt_price_per_1k and "
                 "sample.budget.completion_price_per_1k (USD per 1k tokens), or drop max_cost_usd"
             )
-        sample = {
-            **self.sample,
-            "teacher": {
-                **self.sample.get("teacher", {}),
-                "base_url": "http://127.0.0.1/v1",
-                "model": self.teacher_model,
-                "api": self.teacher_api,
-            },
-            "budget": {**budget, "max_cost_usd": self.max_cost_usd},
-        }
-        validate_section(SampleConfig, sample, "sample")
+        self.sample_config("http://127.0.0.1/v1", self.out + "/teacher")
         return self
 
-    def distill_config(self, corpus: str, out: str, label_only: bool = False) -> DistillConfig:
-        base: dict[str, Any] = dict(TINY_RECIPE) if self.distill.get("student", "tiny") == "tiny" else {}
-        data = {
-            **base,
+    def sample_config(self, base_url: str, out: str) -> SampleConfig:
+        """The teacher stage: the top-level fields, the ``sample:`` section, and the endpoint to use."""
+        owned: dict[str, Any] = {
+            "task": self.task,
+            "split": "train",
+            "limit": self.train_questions,
+            "data_dir": self.data_dir,
             "seed": self.seed,
-            **self.distill,
-            "corpus": corpus,
+            "n": self.n,
             "out": out,
-            "label_only": label_only,
+            "dry_run": self.dry_run,
+            "progress": self.progress,
+            "teacher": {
+                "base_url": base_url,
+                "model": self.teacher_model,
+                "api": self.teacher_api,
+                # '' = no key: the embedded teacher has no auth, and a provider key sent to it would
+                # travel in clear over the cluster network for nothing.
+                "api_key_env": self.api_key_env if self.teacher_base_url else "",
+            },
+            "budget": {"max_cost_usd": self.max_cost_usd},
         }
-        return validate_section(DistillConfig, data, "distill")
+        return self.sample.build({}, owned)
+
+    @property
+    def recipe(self) -> DistillConfig:
+        """The students' training recipe (every student trains with it, on its own training set)."""
+        return self.distill_config("", "")
+
+    def distill_config(self, corpus: str, out: str, label_only: bool = False) -> DistillConfig:
+        tiny = self.distill.values.get("student", "tiny") == "tiny"
+        defaults = {**(TINY_RECIPE if tiny else {}), "seed": self.seed}
+        return self.distill.build(defaults, {"corpus": corpus, "out": out, "label_only": label_only})
 
     def eval_config(self, model: str, out: str, name: str, label_only: bool) -> EvalConfig:
-        data = {
+        defaults = {
             "votes": 30,
             # Two engine actors: on a CPU machine each gets one core (vLLM/torch run one thread per
             # actor), so one engine would leave half of a 2-core laptop idle.
             "num_engines": 2,
             "seed": self.seed,
-            **self.eval,
+        }
+        owned = {
             "model": model,
             "task": self.task,
             "split": self.eval_split,
@@ -138,7 +160,7 @@ class PipelineConfig(StageConfig):
             "label_only": label_only,
             "progress": self.progress,
         }
-        return validate_section(EvalConfig, data, "eval")
+        return self.eval.build(defaults, owned)
 
 
 @dataclass(frozen=True)
@@ -165,3 +187,13 @@ def students(cfg: PipelineConfig) -> list[Student]:
     if cfg.label_only:
         plan.append(Student("label_only", "label-only", None, {"mode": mode, "variant": "label-only"}))
     return plan
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """One student of the comparison, through every stage: what the report is made of."""
+
+    student: Student
+    training_set: TrainingSet
+    run: StudentRun
+    evaluation: Evaluation

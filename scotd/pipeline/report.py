@@ -12,11 +12,13 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from scotd import storage
+from scotd.artifacts import PipelineRun
 from scotd.eval.report import accuracy_cell, finish_png, results_table, vote_curve_png
 from scotd.paper import paper_reference
 
 if TYPE_CHECKING:
-    from scotd.pipeline.config import PipelineConfig, Student
+    from scotd.artifacts import SampleSummary
+    from scotd.pipeline.config import Outcome, PipelineConfig
 
 # The demo's targets (issue #9): SCoTD (N) over label-only and over the smallest N, in points.
 TARGETS = {"label_only": 15.0, "n_ablation": 5.0}
@@ -72,28 +74,32 @@ def compare(a: Mapping[str, Any] | None, b: Mapping[str, Any] | None) -> dict[st
 
 def assemble(
     cfg: PipelineConfig,
-    plan: Sequence[Student],
-    teacher: Mapping[str, Any],
-    corpora: Mapping[str, Mapping[str, Any]],
-    trained: Mapping[str, Mapping[str, Any]],
-    evaluated: Mapping[str, Mapping[str, Any]],
+    teacher: SampleSummary,
+    outcomes: Sequence[Outcome],
     stage_s: Mapping[str, float],
     total_s: float,
     previous_run: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """What ``results.json`` holds. ``previous_run`` (the last results' ``run``) supplies the time
     of stages this run reused, so the report's times are those of the work, not of the check."""
+    summary = teacher.to_dict()
     students: dict[str, Any] = {}
-    for s in plan:
+    evaluated: dict[str, dict[str, Any]] = {}
+    for o in outcomes:
+        s, run = o.student, o.run
+        assert o.training_set.summary is not None and run.summary is not None
+        trained = {**run.summary.to_dict(), "run_dir": run.uri, "export_dir": run.export_uri}
+        evaluated[s.key] = o.evaluation.as_result()
         students[s.key] = {
             "label": s.label,
             "n": s.n,
-            "corpus": dict(corpora[s.key]),
-            "train": {k: trained[s.key].get(k) for k in _TRAIN_KEYS},
-            "eval": {k: v for k, v in evaluated[s.key].items() if k not in ("reused",)},
-            "eval_reused": bool(evaluated[s.key].get("reused")),
+            "corpus": o.training_set.summary.to_dict(),
+            "train": {k: trained.get(k) for k in _TRAIN_KEYS},
+            "eval": evaluated[s.key],
+            "eval_reused": o.evaluation.reused,
         }
     metric, _ = headline_metric(next(iter(evaluated.values())), cfg.setting)
+    plan = [o.student for o in outcomes]
     main = plan[0].key
     comparisons = {}
     for s in plan[1:]:
@@ -113,40 +119,35 @@ def assemble(
                 c["target_points"] = target
                 c["target_met"] = c["diff_points"] >= target and c["intervals_separated"]
             comparisons[f"{main}_vs_{s.key}"] = c
+    reused = {"teacher"} if (teacher.requests_this_run or {}).get("made") == 0 else set()
+    reused |= {
+        f"distill:{o.student.key}"
+        for o in outcomes
+        if o.run.summary and o.run.summary.trained_steps_this_run == 0
+    }
+    reused |= {f"eval:{o.student.key}" for o in outcomes if o.evaluation.reused}
     return {
         "run": {
             "task": cfg.task,
             "setting": cfg.setting,
             "n": cfg.n,
             "n_ablation": cfg.n_ablation,
-            "train_questions": teacher.get("questions"),
+            "train_questions": teacher.questions,
             "eval_split": cfg.eval_split,
             "eval_questions": next(iter(evaluated.values())).get("questions"),
-            "student": cfg.distill_config("", "").student,
-            "max_steps": cfg.distill_config("", "").max_steps,
+            "student": cfg.recipe.student,
+            "max_steps": cfg.recipe.max_steps,
             "out": cfg.out,
             "finished_at": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
             "wall_s": total_s,
             "stage_s": dict(stage_s),
-            **_computed_times(stage_s, total_s, _reused(teacher, trained, evaluated), previous_run),
+            **_computed_times(stage_s, total_s, reused, previous_run),
         },
-        "teacher": {k: teacher.get(k) for k in _TEACHER_KEYS},
+        "teacher": {k: summary.get(k) for k in _TEACHER_KEYS},
         "students": students,
         "headline": {"metric": metric, "comparisons": comparisons},
         "paper": paper_reference(cfg.task, cfg.setting),
     }
-
-
-def _reused(
-    teacher: Mapping[str, Any],
-    trained: Mapping[str, Mapping[str, Any]],
-    evaluated: Mapping[str, Mapping[str, Any]],
-) -> set[str]:
-    """The stages this run found finished."""
-    reused = {"teacher"} if (teacher.get("requests_this_run") or {}).get("made") == 0 else set()
-    reused |= {f"distill:{k}" for k, t in trained.items() if t.get("trained_steps_this_run") == 0}
-    reused |= {f"eval:{k}" for k, e in evaluated.items() if e.get("reused")}
-    return reused
 
 
 def _computed_times(
@@ -263,11 +264,11 @@ def report_markdown(results: Mapping[str, Any]) -> str:
         "",
         "## Self-consistency",
         "",
-        "![vote curve](vote_curve.png)",
+        f"![vote curve]({PipelineRun.VOTE_CURVE})",
         "",
         "## N ablation",
         "",
-        "![N ablation](n_ablation.png)",
+        f"![N ablation]({PipelineRun.N_ABLATION})",
         "",
         "## Training",
         "",
@@ -344,21 +345,21 @@ def n_ablation_png(results: Mapping[str, Any]) -> bytes:
     return finish_png(fig, ax, "teacher chains per training question N", title)
 
 
-def write_report(out: storage.Location, results: Mapping[str, Any]) -> None:
-    storage.write_bytes(out, "results.json", json.dumps(results, indent=2, default=str).encode())
-    storage.write_bytes(out, "report.md", report_markdown(results).encode())
+def write_report(out: PipelineRun, results: Mapping[str, Any]) -> None:
+    loc = out.location
+    storage.write_bytes(loc, out.RESULTS, json.dumps(results, indent=2, default=str).encode())
+    storage.write_bytes(loc, out.REPORT, report_markdown(results).encode())
     models = {s["label"]: s["eval"] for s in results["students"].values()}
     title = f"self-consistency on {results['run']['task']}/{results['run']['eval_split']}"
-    storage.write_bytes(out, "vote_curve.png", vote_curve_png(models, title))
-    storage.write_bytes(out, "n_ablation.png", n_ablation_png(results))
+    storage.write_bytes(loc, out.VOTE_CURVE, vote_curve_png(models, title))
+    storage.write_bytes(loc, out.N_ABLATION, n_ablation_png(results))
 
 
 def rebuild_report(out_dir: str) -> dict[str, Any]:
-    """Re-render report.md and the plots from ``results.json`` alone."""
-    out = storage.location(out_dir)
-    raw = storage.read_bytes(out, "results.json")
-    if raw is None:
-        raise FileNotFoundError(f"no results.json in {out.uri}: run `scotd pipeline` first")
-    results: dict[str, Any] = json.loads(raw)
+    """Re-render the report and the plots from ``results.json`` alone."""
+    out = PipelineRun(storage.location(out_dir).uri)
+    results = out.results()
+    if results is None:
+        raise FileNotFoundError(f"no {out.RESULTS} in {out.uri}: run `scotd pipeline` first")
     write_report(out, results)
     return results

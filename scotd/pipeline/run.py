@@ -19,7 +19,7 @@ settings are unchanged) — so re-running the same command redoes nothing that i
 from __future__ import annotations
 
 import contextlib
-import json
+import dataclasses
 import logging
 import os
 import time
@@ -27,13 +27,12 @@ from collections.abc import Iterator
 from typing import Any
 
 from scotd import storage
+from scotd.artifacts import ArtifactMissing, Evaluation, PipelineRun, SampleSummary, StudentRun, TrainingSet
 from scotd.config import load_config, write_resolved
 from scotd.corpus.config import CorpusConfig
 from scotd.corpus.run import run_corpus
-from scotd.distill.config import DistillConfig
 from scotd.outlock import output_lock
-from scotd.pipeline.config import PipelineConfig, Student, students
-from scotd.sample.config import SampleConfig
+from scotd.pipeline.config import Outcome, PipelineConfig, Student, students
 
 log = logging.getLogger(__name__)
 
@@ -53,37 +52,11 @@ def teacher_endpoint(cfg: PipelineConfig) -> Iterator[str]:
     host = ray.util.get_node_ip_address() if os.environ.get("RAY_ADDRESS") else "127.0.0.1"
     args = ["--latency-base-ms", "20", "--latency-per-token-ms", "0.2"]
     # The embedded teacher needs no provider key: blank it in the server's environment (it would
-    # otherwise inherit the driver's), and the sampler sends none (sample_config).
+    # otherwise inherit the driver's), and the sampler sends none (PipelineConfig.sample_config).
     no_keys = {name: "" for name in dict.fromkeys([cfg.api_key_env, "OPENAI_API_KEY"]) if name}
     with TeacherSimProcess(args, host=host, env=no_keys) as sim:
         log.info("embedded teacher: scotd teacher-sim at %s", sim.base_url)
         yield sim.base_url
-
-
-def sample_config(cfg: PipelineConfig, base_url: str, out: storage.Location) -> SampleConfig:
-    overrides: dict[str, Any] = {
-        "task": cfg.task,
-        "split": "train",
-        "limit": cfg.train_questions,
-        "data_dir": cfg.data_dir,
-        "seed": cfg.seed,
-        "n": cfg.n,
-        "out": out.uri + "/teacher",
-        "dry_run": cfg.dry_run,
-        "progress": cfg.progress,
-        **cfg.sample,
-        "teacher": {
-            **cfg.sample.get("teacher", {}),
-            "base_url": base_url,
-            "model": cfg.teacher_model,
-            "api": cfg.teacher_api,
-            # '' = no key: the embedded teacher has no auth, and a provider key sent to it would
-            # travel in clear over the cluster network for nothing.
-            "api_key_env": cfg.api_key_env if cfg.teacher_base_url else "",
-        },
-        "budget": {**cfg.sample.get("budget", {}), "max_cost_usd": cfg.max_cost_usd},
-    }
-    return load_config(SampleConfig, overrides=overrides)
 
 
 def check_ready(cfg: PipelineConfig) -> None:
@@ -105,7 +78,7 @@ def check_ready(cfg: PipelineConfig) -> None:
             problems.append(f"data: {e}")
     if not cfg.dry_run:  # a dry run only prices the teacher stage
         try:
-            resolve_student(cfg.distill_config("", "").student)
+            resolve_student(cfg.recipe.student)
         except StudentUnavailable as e:
             problems.append(f"student: {e}")
     if problems:
@@ -144,12 +117,12 @@ def run_pipeline(cfg: PipelineConfig) -> dict[str, Any]:
     Raises ``outlock.OutputLocked`` at once (nothing started) when another run holds ``cfg.out``.
     """
     check_ready(cfg)
-    out = storage.location(cfg.out)
+    out = PipelineRun(storage.location(cfg.out).uri)
     with output_lock(out.uri, "scotd pipeline"):
         return _run_pipeline(cfg, out)
 
 
-def _run_pipeline(cfg: PipelineConfig, out: storage.Location) -> dict[str, Any]:
+def _run_pipeline(cfg: PipelineConfig, out: PipelineRun) -> dict[str, Any]:
     from scotd.pipeline.report import assemble, write_report
 
     clock = _Clock()
@@ -161,51 +134,47 @@ def _run_pipeline(cfg: PipelineConfig, out: storage.Location) -> dict[str, Any]:
     with clock.stage("teacher"), teacher_endpoint(cfg) as base_url:
         from scotd.sample.run import run_sampling
 
-        sampled = run_sampling(sample_config(cfg, base_url, out))
-    if cfg.dry_run:
-        return {"teacher": sampled.summary}
-    if not sampled.summary.get("complete"):
+        samples = run_sampling(cfg.sample_config(base_url, out.teacher_uri()))
+    if not isinstance(samples.summary, SampleSummary):  # a dry run: the estimate is the result
+        return {"teacher": samples.summary.to_dict() if samples.summary else {}}
+    if not samples.summary.complete:
         raise RuntimeError(
-            f"the teacher stage is incomplete ({sampled.summary.get('budget_stop') or 'see summary.json'}); "
+            f"the teacher stage is incomplete ({samples.summary.budget_stop or 'see its summary.json'}); "
             "nothing was trained. Re-run the same command to resume: paid answers are kept."
         )
     plan = students(cfg)
-    corpora: dict[str, dict[str, Any]] = {}
+    sets: dict[str, TrainingSet] = {}
     with clock.stage("corpora"):
         for s in plan:
             ccfg = load_config(
-                CorpusConfig,
-                overrides={"input": sampled.out_dir, "out": f"{out.uri}/corpus/{s.key}", **s.corpus},
+                CorpusConfig, overrides={"input": samples.uri, "out": out.training_set_uri(s.key), **s.corpus}
             )
-            corpora[s.key] = run_corpus(ccfg)
-    trained = {}
+            sets[s.key] = run_corpus(ccfg)
+    runs: dict[str, StudentRun] = {}
     for s in plan:
         with clock.stage(f"distill:{s.key}"):
-            trained[s.key] = _distill(cfg, s, out)
-    evaluated = {}
+            runs[s.key] = _distill(cfg, s, sets[s.key], out)
+    outcomes = []
     for s in plan:
         with clock.stage(f"eval:{s.key}"):
-            evaluated[s.key] = _evaluate(cfg, s, out, trained[s.key])
-    previous = json.loads(storage.read_bytes(out, "results.json") or b"{}").get("run")
-    results = assemble(
-        cfg, plan, sampled.summary, corpora, trained, evaluated, clock.stages, clock.total(), previous
-    )
+            outcomes.append(Outcome(s, sets[s.key], runs[s.key], _evaluate(cfg, s, runs[s.key], out)))
+    previous = (out.results() or {}).get("run")
+    results = assemble(cfg, samples.summary, outcomes, clock.stages, clock.total(), previous)
     write_report(out, results)
     return results
 
 
-def _distill(cfg: PipelineConfig, s: Student, out: storage.Location) -> dict[str, Any]:
-    from scotd.distill.run import run_distill
+def _distill(cfg: PipelineConfig, s: Student, training: TrainingSet, out: PipelineRun) -> StudentRun:
+    from scotd.distill.run import run_distill, student_run
 
-    dcfg = cfg.distill_config(f"{out.uri}/corpus/{s.key}", f"{out.uri}/students", label_only=s.label_only)
-    with _training_bar(dcfg, s.label, enabled=cfg.progress):
-        result = run_distill(dcfg)
-    return {**result.summary, "run_dir": result.run_dir, "export_dir": result.export_dir}
+    dcfg = cfg.distill_config(training.uri, out.students_uri(), label_only=s.label_only)
+    with _training_bar(student_run(dcfg, training), dcfg.max_steps, s.label, enabled=cfg.progress):
+        return run_distill(dcfg)
 
 
 @contextlib.contextmanager
-def _training_bar(dcfg: DistillConfig, label: str, enabled: bool) -> Iterator[None]:
-    """A progress bar for one training run, fed by its ``metrics.jsonl`` (the workers' own log)."""
+def _training_bar(run: StudentRun, max_steps: int, label: str, enabled: bool) -> Iterator[None]:
+    """A progress bar for one training run, fed by its metrics log (the workers' own record)."""
     if not enabled:
         yield
         return
@@ -213,16 +182,10 @@ def _training_bar(dcfg: DistillConfig, label: str, enabled: bool) -> Iterator[No
 
     from tqdm import tqdm
 
-    from scotd.distill.config import run_name
-    from scotd.distill.dataset import corpus_info
-
-    info = corpus_info(dcfg.corpus)
-    run = storage.location(dcfg.out).child(run_name(dcfg, info.uri, info.digest))
     stop = threading.Event()
 
     def refresh(bar: tqdm[Any]) -> None:
-        raw = storage.read_bytes(run, "metrics.jsonl") or b""
-        steps = [r for r in map(json.loads, raw.decode().splitlines()) if "loss" in r and "event" not in r]
+        steps = run.step_rows()
         if steps:
             bar.update(steps[-1]["step"] - bar.n)
             bar.set_postfix(loss=f"{steps[-1]['loss']:.3f}")
@@ -231,7 +194,7 @@ def _training_bar(dcfg: DistillConfig, label: str, enabled: bool) -> Iterator[No
         while not stop.wait(2.0):
             refresh(bar)
 
-    with tqdm(total=dcfg.max_steps, unit="step", desc=f"train {label}") as bar:
+    with tqdm(total=max_steps, unit="step", desc=f"train {label}") as bar:
         watcher = threading.Thread(target=follow, args=(bar,), daemon=True)
         watcher.start()
         try:
@@ -242,27 +205,22 @@ def _training_bar(dcfg: DistillConfig, label: str, enabled: bool) -> Iterator[No
             refresh(bar)
 
 
-EVAL_DONE = "pipeline_eval.json"
-
-
-def _evaluate(
-    cfg: PipelineConfig, s: Student, out: storage.Location, trained: dict[str, Any]
-) -> dict[str, Any]:
+def _evaluate(cfg: PipelineConfig, s: Student, run: StudentRun, out: PipelineRun) -> Evaluation:
     """Evaluate one student, or reuse its finished evaluation of the same model with the same settings."""
     from scotd.eval.run import run_eval
 
-    ecfg = cfg.eval_config(trained["export_dir"], f"{out.uri}/eval/{s.key}", s.label, s.label_only)
-    where = storage.location(ecfg.out_dir())
+    ecfg = cfg.eval_config(run.export_uri, out.evaluation_uri(s.key), s.label, s.label_only)
+    assert run.summary is not None
     identity = {
-        "model_fingerprint": trained["fingerprint"],
+        "model_fingerprint": run.summary.fingerprint,
         "eval": ecfg.model_dump(mode="json", exclude={"progress"}),
     }
-    done = storage.read_bytes(where, EVAL_DONE)
-    saved = storage.read_bytes(where, "metrics.json")
-    if done and saved and json.loads(done) == identity:
-        log.info("evaluation of %s is finished already; reusing %s", s.label, where.uri)
-        metrics = json.loads(saved)
-        return {**metrics, "reused": True}
-    result = run_eval(ecfg)
-    storage.write_bytes(where, EVAL_DONE, json.dumps(identity).encode())
-    return {**result.metrics, "run": result.summary, "reused": False}
+    target = Evaluation(storage.location(ecfg.out_dir()).uri)
+    if target.identity() == identity:
+        with contextlib.suppress(ArtifactMissing):
+            found = Evaluation.locate(target.uri)
+            log.info("evaluation of %s is finished already; reusing %s", s.label, target.uri)
+            return dataclasses.replace(found, reused=True)
+    evaluation = run_eval(ecfg)
+    evaluation.write_identity(identity)
+    return evaluation

@@ -6,6 +6,7 @@ import argparse
 import json
 import sys
 
+from scotd.artifacts import SampleEstimate
 from scotd.config import ConfigError, add_config_arguments, config_from_args
 from scotd.sample.config import SampleConfig
 
@@ -33,23 +34,26 @@ def run(args: argparse.Namespace) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 3
     s = result.summary
-    if s.get("dry_run"):
+    if isinstance(s, SampleEstimate):
         print(
-            f"dry run: {s['questions']} questions, {s['already_in_ledger']} requests already in the ledger; "
-            f"would send {s['requests']} requests for {s['samples']} samples, "
-            f"≈{s['est_prompt_tokens']:,} prompt tokens + ≤{s['max_completion_tokens']:,} completion tokens, "
-            f"cost ≤ ${s['max_cost_usd']:.4f}"
-            + ("" if s["price_known"] else " (model price unknown: set budget.*_price_per_1k)")
+            f"dry run: {s.questions} questions, {s.already_in_ledger} requests already in the ledger; "
+            f"would send {s.requests} requests for {s.samples} samples, "
+            f"≈{s.est_prompt_tokens:,} prompt tokens + ≤{s.max_completion_tokens:,} completion tokens, "
+            f"cost ≤ ${s.max_cost_usd:.4f}"
+            + ("" if s.price_known else " (model price unknown: set budget.*_price_per_1k)")
         )
         return 0
+    assert s is not None
     print(
-        json.dumps({k: s[k] for k in ("samples", "teacher_accuracy", "parse_rate", "cost_usd", "complete")})
+        json.dumps(
+            {k: getattr(s, k) for k in ("samples", "teacher_accuracy", "parse_rate", "cost_usd", "complete")}
+        )
     )
-    print(f"corpus: {result.out_dir}/corpus.parquet  summary: {result.out_dir}/summary.json")
-    if s["budget_stop"]:
+    print(f"corpus: {result.uri}/{result.SAMPLES}  summary: {result.uri}/{result.SUMMARY}")
+    if s.budget_stop:
         print(
-            f"stopped at the budget cap ({s['budget_stop']}); re-run with a higher cap to resume.",
+            f"stopped at the budget cap ({s.budget_stop}); re-run with a higher cap to resume.",
             file=sys.stderr,
         )
         return 4
-    return 0 if s["complete"] else 1
+    return 0 if s.complete else 1

@@ -13,34 +13,10 @@ from typing import Any
 import pyarrow as pa
 
 from scotd import parsing
+from scotd.artifacts import SAMPLE_SCHEMA
 from scotd.sample.plan import PlannedRequest
 from scotd.teacher.client import Interpretation, inspect_body, interpret, mean_logprob, samples_from_body
 from scotd.teacher.prices import Price
-
-CORPUS_SCHEMA = pa.schema(
-    [
-        ("example_id", pa.string()),
-        ("task", pa.string()),
-        ("split", pa.string()),
-        ("question", pa.string()),
-        ("choice_labels", pa.list_(pa.string())),
-        ("choice_texts", pa.list_(pa.string())),
-        ("gold", pa.string()),
-        ("sample_index", pa.int32()),
-        ("raw_text", pa.string()),
-        ("rationale", pa.string()),
-        ("pred_label", pa.string()),
-        ("parse_error", pa.string()),
-        ("correct", pa.bool_()),
-        ("teacher_model", pa.string()),
-        ("finish_reason", pa.string()),
-        ("prompt_tokens", pa.int32()),
-        ("completion_tokens", pa.int32()),
-        ("mean_logprob", pa.float64()),
-        ("request_key", pa.string()),
-        ("error", pa.string()),
-    ]
-)
 
 
 def view(record: dict[str, Any], n: int) -> Interpretation:
@@ -140,4 +116,4 @@ def rows_for_request(
 
 
 def corpus_table(rows: list[dict[str, Any]]) -> pa.Table:
-    return pa.Table.from_pylist(rows, schema=CORPUS_SCHEMA)
+    return pa.Table.from_pylist(rows, schema=SAMPLE_SCHEMA)

@@ -1,9 +1,9 @@
 """The sampling stage's driver: plan, resume from the ledger, buy the rest on Ray Data, build the corpus.
 
 Outputs under ``cfg.out_dir()`` (a local path or an object-storage URI):
-``ledger/`` (raw paid responses, the source of truth), ``corpus.parquet`` (one row per sample),
-``summary.json``, ``errors.jsonl`` (rejected input rows, failed requests, odd answers and
-quarantined ledger records), ``config.yaml``. Every file is written atomically, and the
+a ``TeacherSamples`` (``scotd.artifacts``): ``ledger/`` (raw paid responses, the source of truth),
+the samples (one row per chain), the summary, the error log (rejected input rows, failed requests,
+odd answers and quarantined ledger records), ``config.yaml``. Every file is written atomically, and the
 directory is locked for the run (``scotd.outlock``): a second run on it refuses at once.
 
 On start the ledger is read back and healed: an unreadable record (empty, torn, not JSON) is
@@ -15,15 +15,14 @@ died before pricing it is priced now.
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import os
 import time
 from collections import Counter
-from dataclasses import dataclass
 from typing import Any
 
 from scotd import storage
+from scotd.artifacts import SampleEstimate, SampleSummary, TeacherSamples
 from scotd.config import write_resolved
 from scotd.outlock import output_lock
 from scotd.sample import records
@@ -42,12 +41,6 @@ class TeacherAuthError(RuntimeError):
 
 class TeacherUnreachable(RuntimeError):
     """The endpoint does not answer at all: fail before any cluster time is spent."""
-
-
-@dataclass(frozen=True)
-class SampleResult:
-    out_dir: str
-    summary: dict[str, Any]
 
 
 def estimate(todo: list[PlannedRequest], price: Price) -> dict[str, Any]:
@@ -113,7 +106,7 @@ def load_ledger(ledger: Ledger, unique: dict[str, PlannedRequest], price: Price)
     return stored
 
 
-def run_sampling(cfg: SampleConfig) -> SampleResult:
+def run_sampling(cfg: SampleConfig) -> TeacherSamples:
     """Plan, resume, buy and build the corpus; holds ``cfg.out_dir()`` for the whole run.
 
     Raises ``outlock.OutputLocked`` at once when another run holds the directory.
@@ -123,7 +116,7 @@ def run_sampling(cfg: SampleConfig) -> SampleResult:
         return _run_sampling(cfg, out)
 
 
-def _run_sampling(cfg: SampleConfig, out: storage.Location) -> SampleResult:
+def _run_sampling(cfg: SampleConfig, out: storage.Location) -> TeacherSamples:
     started = time.time()
     secret = os.environ.get(cfg.teacher.api_key_env) or None
     loaded = load_task(cfg.task, cfg.split, data_dir=cfg.data_dir, limit=cfg.limit, seed=cfg.seed)
@@ -133,7 +126,8 @@ def _run_sampling(cfg: SampleConfig, out: storage.Location) -> SampleResult:
         )
     planned = plan_requests(loaded.examples, cfg)
     unique = {p.key: p for p in planned}
-    ledger = Ledger(out.uri + "/ledger")
+    samples = TeacherSamples(out.uri)
+    ledger = Ledger(samples.ledger_uri)
     price = price_for(cfg.teacher.model, cfg.budget.prompt_price_per_1k, cfg.budget.completion_price_per_1k)
     stored = load_ledger(ledger, unique, price)
     done = set(stored)
@@ -150,13 +144,10 @@ def _run_sampling(cfg: SampleConfig, out: storage.Location) -> SampleResult:
         len(todo),
     )
     if cfg.dry_run:
-        summary = {
-            "dry_run": True,
-            "questions": len(loaded.examples),
-            "already_in_ledger": len(done),
-            **plan_estimate,
-        }
-        return SampleResult(out.uri, summary)
+        estimate_only = SampleEstimate(
+            questions=len(loaded.examples), already_in_ledger=len(done), **plan_estimate
+        )
+        return TeacherSamples(out.uri, estimate_only)
     if not price.known:
         log.warning(
             "no price known for model %r: cost shows as $0 (set budget.*_price_per_1k)", cfg.teacher.model
@@ -183,20 +174,30 @@ def _run_sampling(cfg: SampleConfig, out: storage.Location) -> SampleResult:
         )
         sampling_s = time.time() - t0
 
-    summary = _finish(
-        cfg, out, ledger, planned, loaded, statuses, limiter_stats, sampling_s, started, plan_estimate, stored
+    samples = _finish(
+        cfg,
+        samples,
+        ledger,
+        planned,
+        loaded,
+        statuses,
+        limiter_stats,
+        sampling_s,
+        started,
+        plan_estimate,
+        stored,
     )
     if limiter_stats.get("aborted"):
         raise TeacherAuthError(
             f"the teacher refused the credentials mid-run ({limiter_stats['aborted']}); check ${cfg.teacher.api_key_env}. "
-            f"Everything already paid for is in {out.uri}/ledger; re-run to resume."
+            f"Everything already paid for is in {samples.ledger_uri}; re-run to resume."
         )
-    return SampleResult(out.uri, summary)
+    return samples
 
 
 def _finish(
     cfg: SampleConfig,
-    out: storage.Location,
+    samples: TeacherSamples,
     ledger: Ledger,
     planned: list[PlannedRequest],
     loaded: Any,
@@ -206,8 +207,8 @@ def _finish(
     started: float,
     plan_estimate: dict[str, Any],
     stored: dict[str, dict[str, Any]],
-) -> dict[str, Any]:
-    """Build corpus.parquet from the ledger and write summary.json and errors.jsonl."""
+) -> TeacherSamples:
+    """Build the samples from the ledger; write them with the summary and the error log."""
     rows: list[dict[str, Any]] = []
     cache: dict[str, tuple[dict[str, Any] | None, dict[str, Any] | None]] = {}
     odd: dict[str, list[str]] = {}
@@ -223,12 +224,11 @@ def _finish(
                 if problems:
                     odd[p.key] = problems
         rows.extend(records.rows_for_request(p, *cache[p.key]))
-    storage.write_parquet(out, "corpus.parquet", records.corpus_table(rows))
     unusable = {k: v for k, v in ledger.unusable().items() if k in cache}
 
-    samples = [r for r in rows if r["error"] is None]
-    labeled = [r for r in samples if r["correct"] is not None]
-    per_example = Counter(r["example_id"] for r in samples)
+    answered = [r for r in rows if r["error"] is None]
+    labeled = [r for r in answered if r["correct"] is not None]
+    per_example = Counter(r["example_id"] for r in answered)
     status_counts = Counter(s["status"] for s in statuses)
     ok = [s for s in statuses if s["status"] == "ok"]
     usage_all = [rec.get("usage", {}) for rec, _ in cache.values() if rec]
@@ -236,7 +236,7 @@ def _finish(
     active_s = float(limiter_stats.get("last_ok_at", 0.0)) - float(limiter_stats.get("first_grant_at", 0.0))
     minutes = max(active_s, 1e-9) / 60
     run_tokens = sum(s["prompt_tokens"] + s["completion_tokens"] for s in ok)
-    summary: dict[str, Any] = {
+    summary = {
         "task": cfg.task,
         "split": cfg.split,
         "teacher_model": cfg.teacher.model,
@@ -275,16 +275,16 @@ def _finish(
             "rpm": limiter_stats.get("rpm_limit", cfg.limits.rpm),
             "tpm": limiter_stats.get("tpm_limit", cfg.limits.tpm),
         },
-        "samples": len(samples),
+        "samples": len(answered),
         "samples_per_example": {
-            "mean": round(len(samples) / max(1, len(loaded.examples)), 3),
+            "mean": round(len(answered) / max(1, len(loaded.examples)), 3),
             "min": min((per_example.get(ex.id, 0) for ex in loaded.examples), default=0),
             "max": max(per_example.values(), default=0),
         },
-        "parse_rate": round(sum(r["pred_label"] is not None for r in samples) / len(samples), 4)
-        if samples
+        "parse_rate": round(sum(r["pred_label"] is not None for r in answered) / len(answered), 4)
+        if answered
         else 0.0,
-        "parse_errors": dict(Counter(r["parse_error"] for r in samples if r["parse_error"])),
+        "parse_errors": dict(Counter(r["parse_error"] for r in answered if r["parse_error"])),
         "teacher_accuracy": round(sum(bool(r["correct"]) for r in labeled) / len(labeled), 4)
         if labeled
         else None,
@@ -300,7 +300,6 @@ def _finish(
         "complete": all(rec is not None for rec, _ in cache.values()),
         "estimate_before_run": plan_estimate,
     }
-    storage.write_bytes(out, "summary.json", json.dumps(summary, indent=2).encode())
     errors = [
         {"kind": "input_row", "source": e.source, "line": e.line, "reason": e.reason, "detail": e.detail}
         for e in loaded.rejected
@@ -313,5 +312,4 @@ def _finish(
     errors += [{"kind": "odd_response", "key": k, "problems": v} for k, v in odd.items()]
     errors += [{"kind": "unusable_response", "key": k, "reasons": v} for k, v in unusable.items()]
     errors += [{"kind": "quarantined_record", **q} for q in ledger.quarantined]
-    storage.write_bytes(out, "errors.jsonl", "".join(json.dumps(e) + "\n" for e in errors).encode())
-    return summary
+    return samples.write(records.corpus_table(rows), SampleSummary(**summary), errors)

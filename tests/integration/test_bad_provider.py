@@ -87,8 +87,8 @@ def test_odd_answers_are_counted_and_nothing_paid_is_lost_or_paid_twice(odd_run:
     # Every billed answer is in the ledger, once: nothing paid lost, nothing paid twice.
     assert stats["repeated_paid_requests"] == 0
     assert stats["paid_requests"] == REQUESTS == len(Ledger(str(odd_run / "ledger")).keys())
-    assert s["complete"] and s["requests_this_run"]["by_status"] == {"ok": REQUESTS}
-    odd = s["odd_responses"]
+    assert s.complete and s.requests_this_run["by_status"] == {"ok": REQUESTS}
+    odd = s.odd_responses
     assert odd["usage_missing"] == seen["usage_missing"] + seen["usage_null"]
     assert odd["usage_malformed"] == seen["usage_string"]  # numbers as strings are read as numbers
     assert odd["usage_estimated"] == odd["usage_missing"] + odd["usage_malformed"]
@@ -100,7 +100,7 @@ def test_odd_answers_are_counted_and_nothing_paid_is_lost_or_paid_twice(odd_run:
     missing = [r for r in rows if r["error"] is not None]
     assert len(missing) == seen["short_choices"]
     assert all(r["error"] == "the provider returned 1 of 2 samples" for r in missing)
-    assert s["samples"] == 2 * REQUESTS - len(missing)
+    assert s.samples == 2 * REQUESTS - len(missing)
     errors = [json.loads(line) for line in (odd_run / "errors.jsonl").read_text().splitlines()]
     assert sum(e["kind"] == "unusable_response" for e in errors) == len(
         {e["key"] for e in errors if e["kind"] == "unusable_response"}
@@ -113,7 +113,7 @@ def test_resume_after_odd_answers_buys_nothing(odd_run: Path, odd_sim: TeacherSi
     rows = pq.read_table(odd_run / "corpus.parquet").to_pylist()
     again = run_sampling(_cfg(odd_sim, odd_run))
     assert odd_sim.stats()["requests"] == before
-    assert again.summary["complete"] and pq.read_table(odd_run / "corpus.parquet").to_pylist() == rows
+    assert again.summary.complete and pq.read_table(odd_run / "corpus.parquet").to_pylist() == rows
 
 
 def test_the_ledger_heals_and_buys_each_broken_record_once(
@@ -122,7 +122,7 @@ def test_the_ledger_heals_and_buys_each_broken_record_once(
     out = tmp_path / "heal"
     odd_sim.reset_stats()
     first = run_sampling(_cfg(odd_sim, out, limit=8))
-    assert first.summary["complete"]
+    assert first.summary.complete
     records = sorted((out / "ledger" / "responses").rglob("*.json"))
     empty, torn, html, unpriced = records[:4]
     empty.write_bytes(b"")
@@ -135,16 +135,16 @@ def test_the_ledger_heals_and_buys_each_broken_record_once(
 
     healed = run_sampling(_cfg(odd_sim, out, limit=8)).summary
     paid_after, repeated = _paid(odd_sim)
-    assert healed["complete"]
+    assert healed.complete
     assert paid_after - paid_before == 3  # the empty, the torn and the HTML one: once each
     # Only the answers lost with the empty and torn records can be paid for a second time (once;
     # a re-buy that meets an unbilled fault goes out again under a new idempotency key).
-    assert repeated <= len(healed["ledger_quarantined"]) == 2
-    assert healed["requests_this_run"]["by_status"] == {"ok": 3}
-    quarantined = {q["file"]: q["reason"] for q in healed["ledger_quarantined"]}
+    assert repeated <= len(healed.ledger_quarantined) == 2
+    assert healed.requests_this_run["by_status"] == {"ok": 3}
+    quarantined = {q["file"]: q["reason"] for q in healed.ledger_quarantined}
     assert quarantined == {str(empty): "empty file", str(torn): quarantined[str(torn)]}
     assert quarantined[str(torn)].startswith("not JSON")
-    assert all(Path(q["moved_to"]).is_file() for q in healed["ledger_quarantined"])
+    assert all(Path(q["moved_to"]).is_file() for q in healed.ledger_quarantined)
     repriced = json.loads(unpriced.read_text())
     assert repriced["cost_usd"] == kept["cost_usd"] and repriced["usage"] == kept["usage"]
     assert len(pq.read_table(out / "corpus.parquet")) == 16
@@ -157,13 +157,13 @@ def test_a_request_whose_answers_never_hold_one_is_bought_a_bounded_number_of_ti
         cfg = _cfg(sim, tmp_path / "html", limit=2, n=1)
         s = run_sampling(cfg).summary
         assert sim.stats()["outcomes"]["html"] == 2 * MAX_UNUSABLE_ANSWERS
-        assert s["requests_missing"] == {"unusable": 2} and not s["complete"]
-        assert s["requests_this_run"]["by_status"] == {"failed_unusable": 2}
+        assert s.requests_missing == {"unusable": 2} and not s.complete
+        assert s.requests_this_run["by_status"] == {"failed_unusable": 2}
         rows = pq.read_table(tmp_path / "html" / "corpus.parquet").to_pylist()
         assert all("HTML page" in r["error"] for r in rows) and len(rows) == 2
         again = run_sampling(cfg).summary
         assert sim.stats()["requests"] == 2 * MAX_UNUSABLE_ANSWERS  # the bound holds across runs
-        assert again["requests_missing"] == {"unusable": 2} and sim.stats()["paid_requests"] == 0
+        assert again.requests_missing == {"unusable": 2} and sim.stats()["paid_requests"] == 0
 
 
 def test_a_second_run_on_the_same_directory_refuses_at_once(

@@ -18,10 +18,11 @@ from typing import Any
 import pyarrow.parquet as pq
 import pytest
 
+from scotd.artifacts import StudentRun
 from scotd.config import load_config
 from scotd.corpus.demo import write_demo_corpus
 from scotd.distill.config import DistillConfig
-from scotd.distill.run import DistillResult, run_distill
+from scotd.distill.run import run_distill
 
 pytestmark = [pytest.mark.ray, pytest.mark.timeout(400)]
 
@@ -52,7 +53,7 @@ def _cfg(corpus: Path, out: str, **over: Any) -> DistillConfig:
 
 
 def _rows(run_dir: str) -> list[dict[str, Any]]:
-    path = Path(run_dir.removeprefix("file://")) / "metrics.jsonl"
+    path = Path(run_dir.removeprefix("file://")) / StudentRun.METRICS
     return [json.loads(x) for x in path.read_text().splitlines()]
 
 
@@ -70,62 +71,62 @@ def corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def fsdp_run(
     ray_session: str, corpus: Path, tmp_path_factory: pytest.TempPathFactory
-) -> tuple[DistillConfig, DistillResult]:
+) -> tuple[DistillConfig, StudentRun]:
     out = tmp_path_factory.mktemp("fsdp")
     cfg = _cfg(corpus, str(out), strategy="fsdp", fault={"kill_rank": 1, "kill_at_step": 13})
     return cfg, run_distill(cfg)
 
 
 def test_fsdp_run_survives_a_killed_worker_and_learns(
-    fsdp_run: tuple[DistillConfig, DistillResult], corpus: Path
+    fsdp_run: tuple[DistillConfig, StudentRun], corpus: Path
 ) -> None:
     _, result = fsdp_run
     s = result.summary
-    run = Path(result.run_dir)
+    run = Path(result.uri)
     assert (run / "fault_injected.json").is_file()  # rank 1 really was SIGKILLed after step 13
-    assert s["restarts_after_failure"] == 1 and s["resumed_at_steps"] == [8]
-    assert s["final_step"] == 24 and s["trained_steps_this_run"] == 24
-    steps = [r["step"] for r in _rows(result.run_dir) if "loss" in r]
+    assert s.restarts_after_failure == 1 and s.resumed_at_steps == [8]
+    assert s.final_step == 24 and s.trained_steps_this_run == 24
+    steps = [r["step"] for r in _rows(result.uri) if "loss" in r]
     assert steps == [4, 8, 12, 16, 20, 24]  # the lost steps 9-13 were redone once, not logged twice
     state = json.loads(next(run.glob("checkpoint_*/trainer_state.json")).read_text())
     assert state["step"] in (16, 24) and state["samples_seen"] == state["step"] * 16
-    assert s["train_loss_last"] < s["train_loss_first"] - 1.0, s
-    assert s["val_loss_last"] < s["val_loss_first"] - 1.0, s
+    assert s.train_loss_last < s.train_loss_first - 1.0, s
+    assert s.val_loss_last < s.val_loss_first - 1.0, s
     # Split by question: every question is in exactly one of train / validation.
     corpus_questions = {r["example_id"] for r in pq.read_table(corpus / "train.parquet").to_pylist()}
     held_out = set(json.loads((run / "validation_questions.json").read_text()))
     assert held_out < corpus_questions and held_out
-    assert s["data"]["questions"]["train"] + s["data"]["questions"]["validation"] == len(corpus_questions)
-    assert s["data"]["status"]["train"] == {"ok": s["data"]["rows"]["train"]}
+    assert s.data["questions"]["train"] + s.data["questions"]["validation"] == len(corpus_questions)
+    assert s.data["status"]["train"] == {"ok": s.data["rows"]["train"]}
 
 
 def test_ddp_to_a_uri_reproduces_the_interrupted_fsdp_run(
-    fsdp_run: tuple[DistillConfig, DistillResult], corpus: Path, tmp_path: Path
+    fsdp_run: tuple[DistillConfig, StudentRun], corpus: Path, tmp_path: Path
 ) -> None:
     _, fsdp = fsdp_run
     result = run_distill(_cfg(corpus, f"file://{tmp_path}", strategy="ddp"))
-    assert result.run_dir.startswith("file://") and result.summary["restarts_after_failure"] == 0
-    assert Path(result.run_dir).name == Path(fsdp.run_dir).name  # same recipe, same run name
-    ddp_losses, fsdp_losses = _train_losses(result.run_dir), _train_losses(fsdp.run_dir)
+    assert result.uri.startswith("file://") and result.summary.restarts_after_failure == 0
+    assert Path(result.uri).name == Path(fsdp.uri).name  # same recipe, same run name
+    ddp_losses, fsdp_losses = _train_losses(result.uri), _train_losses(fsdp.uri)
     assert ddp_losses.keys() == fsdp_losses.keys()
     for step, loss in fsdp_losses.items():
         assert ddp_losses[step] == pytest.approx(loss, rel=2e-4), (step, ddp_losses, fsdp_losses)
-    assert (tmp_path / Path(result.run_dir).name / "export" / "model.safetensors").is_file()
+    assert (tmp_path / Path(result.uri).name / "export" / "model.safetensors").is_file()
 
 
-def test_rerunning_a_finished_run_trains_nothing(fsdp_run: tuple[DistillConfig, DistillResult]) -> None:
+def test_rerunning_a_finished_run_trains_nothing(fsdp_run: tuple[DistillConfig, StudentRun]) -> None:
     cfg, first = fsdp_run
-    run = Path(first.run_dir)
+    run = Path(first.uri)
     weights = run / "export" / "model.safetensors"
-    before = (weights.stat().st_mtime_ns, [r for r in _rows(first.run_dir) if "loss" in r])
+    before = (weights.stat().st_mtime_ns, [r for r in _rows(first.uri) if "loss" in r])
     start = time.monotonic()
     again = run_distill(cfg)  # the summary says finished: returns without starting Ray Train
-    assert again.summary["trained_steps_this_run"] == 0 and time.monotonic() - start < 10
+    assert again.summary.trained_steps_this_run == 0 and time.monotonic() - start < 10
     (run / "summary.json").unlink()  # now the workers find the final checkpoint themselves
     again = run_distill(cfg)
-    assert again.summary["trained_steps_this_run"] == 0 and again.summary["final_step"] == 24
-    assert again.summary["started_from_checkpoint"] and again.summary["resumed_at_steps"][-1] == 24
-    assert (weights.stat().st_mtime_ns, [r for r in _rows(first.run_dir) if "loss" in r]) == before
+    assert again.summary.trained_steps_this_run == 0 and again.summary.final_step == 24
+    assert again.summary.started_from_checkpoint and again.summary.resumed_at_steps[-1] == 24
+    assert (weights.stat().st_mtime_ns, [r for r in _rows(first.uri) if "loss" in r]) == before
 
 
 def _prompts(corpus: Path) -> list[str]:
@@ -149,11 +150,11 @@ def _hf_greedy(export: Path, prompts: list[str], n: int) -> list[list[int]]:
 
 
 def test_export_loads_and_generates_with_transformers(
-    fsdp_run: tuple[DistillConfig, DistillResult], corpus: Path
+    fsdp_run: tuple[DistillConfig, StudentRun], corpus: Path
 ) -> None:
     from transformers import AutoConfig, AutoTokenizer
 
-    export = Path(fsdp_run[1].export_dir)
+    export = Path(fsdp_run[1].export_uri)
     for name in (
         "config.json",
         "model.safetensors",
@@ -190,9 +191,9 @@ VLLM_SCRIPT = textwrap.dedent(
 
 @pytest.mark.vllm
 def test_export_loads_in_vllm_and_matches_transformers(
-    fsdp_run: tuple[DistillConfig, DistillResult], corpus: Path, tmp_path: Path
+    fsdp_run: tuple[DistillConfig, StudentRun], corpus: Path, tmp_path: Path
 ) -> None:
-    export = Path(fsdp_run[1].export_dir)
+    export = Path(fsdp_run[1].export_uri)
     prompts = _prompts(corpus)
     script = tmp_path / "vllm_generate.py"
     script.write_text(VLLM_SCRIPT)
@@ -219,9 +220,9 @@ def test_label_only_baseline_through_the_job_entrypoint(
     s = json.loads((run / "summary.json").read_text())
     # One row per question: the label-only target, on exactly the CoT corpus's questions.
     corpus_questions = {r["example_id"] for r in pq.read_table(corpus / "train.parquet").to_pylist()}
-    assert s["data"]["rows"]["train"] == s["data"]["questions"]["train"]
-    assert s["data"]["questions"]["train"] + s["data"]["questions"]["validation"] == len(corpus_questions)
-    assert s["final_step"] == 6 and (run / "export" / "model.safetensors").is_file()
+    assert s.data["rows"]["train"] == s.data["questions"]["train"]
+    assert s.data["questions"]["train"] + s.data["questions"]["validation"] == len(corpus_questions)
+    assert s.final_step == 6 and (run / "export" / "model.safetensors").is_file()
 
 
 def test_offline_hub_student_fails_fast_without_starting_ray(

@@ -54,14 +54,14 @@ def test_engines_keep_k_distinct_samples(
     result = _eval(
         random_model, tmp_path / engine, engine=engine, limit=6, votes=4, temperature=1.0, max_new_tokens=24
     )
-    assert result.summary["engine"] == engine
+    assert result.summary.engine == engine
     by_q = _samples(tmp_path / engine)
     assert len(by_q) == 6
     for rows in by_q.values():
         assert [r["sample_index"] for r in rows] == [0, 1, 2, 3]
         assert len({r["text"] for r in rows}) == 4, [r["text"] for r in rows]
     assert len(_samples(tmp_path / engine, "greedy")) == 6
-    assert result.summary["generated_tokens_per_s"] > 0
+    assert result.summary.generated_tokens_per_s > 0
 
 
 def test_always_a_scores_exactly_the_share_of_gold_a(

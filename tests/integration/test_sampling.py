@@ -54,12 +54,12 @@ def test_sample_builds_corpus_and_summary(ray_session: str, tmp_path: Path) -> N
         stats = sim.stats()
     s = result.summary
     # n=5 with max_n=2 -> chunks of 2+2+1 = 3 requests per question
-    assert s["requests_planned"] == 36 and stats["paid_requests"] == 36
-    assert s["samples"] == 60 and s["samples_per_example"] == {"mean": 5.0, "min": 5, "max": 5}
+    assert s.requests_planned == 36 and stats["paid_requests"] == 36
+    assert s.samples == 60 and s.samples_per_example == {"mean": 5.0, "min": 5, "max": 5}
     rows = _corpus(tmp_path / "s")
     assert len(rows) == 60 and all(r["error"] is None for r in rows)
     assert sorted({r["sample_index"] for r in rows}) == [0, 1, 2, 3, 4]
-    assert 0.5 < s["teacher_accuracy"] < 0.9
+    assert 0.5 < s.teacher_accuracy < 0.9
     parsed = [r for r in rows if r["pred_label"] is not None]
     assert all(r["correct"] == (r["pred_label"] == r["gold"]) for r in parsed)
     assert all(r["mean_logprob"] is not None and r["mean_logprob"] < 0 for r in rows)
@@ -68,7 +68,7 @@ def test_sample_builds_corpus_and_summary(ray_session: str, tmp_path: Path) -> N
     with TeacherSimProcess(FAST) as sim2:
         again = run_sampling(_cfg(sim2, tmp_path / "s", teacher={"api": "chat", "max_n": 2}, n=5))
         assert sim2.stats()["requests"] == 0
-    assert again.summary["requests_this_run"]["made"] == 0
+    assert again.summary.requests_this_run["made"] == 0
     assert _corpus(tmp_path / "s") == rows
 
 
@@ -78,11 +78,11 @@ def test_rate_limits_are_respected_and_used(ray_session: str, tmp_path: Path) ->
         result = run_sampling(_cfg(sim, tmp_path / "r", limit=90, n=1))
         stats = sim.stats()
     s = result.summary
-    assert s["complete"]
+    assert s.complete
     assert stats["outcomes"]["429"] <= 0.02 * stats["requests"]
-    assert s["limits"]["rpm"] == 600
-    assert s["achieved_rpm"] >= 0.85 * 600, s["achieved_rpm"]
-    assert s["achieved_rpm"] <= 1.02 * 600
+    assert s.limits["rpm"] == 600
+    assert s.achieved_rpm >= 0.85 * 600, s.achieved_rpm
+    assert s.achieved_rpm <= 1.02 * 600
 
 
 def test_faults_are_retried_until_every_example_completes(ray_session: str, tmp_path: Path) -> None:
@@ -97,8 +97,8 @@ def test_faults_are_retried_until_every_example_completes(ray_session: str, tmp_
     s = result.summary
     injected = sum(stats["outcomes"][k] for k in ("500", "503", "drop", "hang", "malformed"))
     assert injected >= 0.10 * stats["requests"], stats
-    assert s["complete"] and s["samples"] == 80
-    assert s["requests_this_run"]["retried"] >= injected - 2  # every fault cost one retry
+    assert s.complete and s.samples == 80
+    assert s.requests_this_run["retried"] >= injected - 2  # every fault cost one retry
     assert stats["repeated_paid_requests"] == 0
 
 
@@ -116,7 +116,7 @@ def test_bad_key_aborts_before_spending(
         assert sim.stats()["paid_requests"] == 0
         monkeypatch.setenv("TEACHER_KEY", secret)
         ok = run_sampling(_cfg(sim, tmp_path / "a", teacher={"api_key_env": "TEACHER_KEY"}))
-        assert ok.summary["complete"]
+        assert ok.summary.complete
     for path in (tmp_path / "a").rglob("*"):
         if path.is_file() and path.suffix in (".json", ".yaml", ".jsonl", ".parquet"):
             assert secret.encode() not in path.read_bytes(), path
@@ -127,13 +127,13 @@ def test_budget_cap_stops_cleanly_and_resumes(ray_session: str, tmp_path: Path) 
     with TeacherSimProcess(FAST) as sim:
         capped = run_sampling(_cfg(sim, tmp_path / "b", limit=20, budget={**prices, "max_cost_usd": 0.05}))
         s = capped.summary
-        assert s["budget_stop"] and not s["complete"]
-        assert 0 < s["cost_usd"]["total"] <= 0.05
+        assert s.budget_stop and not s.complete
+        assert 0 < s.cost_usd["total"] <= 0.05
         paid_first = sim.stats()["paid_requests"]
-        assert paid_first == s["requests_in_ledger"] < 20
+        assert paid_first == s.requests_in_ledger < 20
         resumed = run_sampling(_cfg(sim, tmp_path / "b", limit=20, budget={**prices, "max_cost_usd": 10.0}))
         stats = sim.stats()
-    assert resumed.summary["complete"] and resumed.summary["requests_this_run"]["made"] == 20 - paid_first
+    assert resumed.summary.complete and resumed.summary.requests_this_run["made"] == 20 - paid_first
     assert stats["paid_requests"] == 20 and stats["repeated_paid_requests"] == 0
 
 
@@ -149,8 +149,8 @@ def test_dry_run_calls_nothing(ray_session: str, tmp_path: Path) -> None:
         )
         assert sim.stats()["requests"] == 0
     s = result.summary
-    assert s["requests"] == 12 and s["samples"] == 36 and s["max_completion_tokens"] == 12 * 3 * 256
-    assert s["max_cost_usd"] > 0
+    assert s.requests == 12 and s.samples == 36 and s.max_completion_tokens == 12 * 3 * 256
+    assert s.max_cost_usd > 0
 
 
 def test_malformed_input_rows_are_counted(ray_session: str, tmp_path: Path) -> None:
@@ -172,7 +172,7 @@ def test_malformed_input_rows_are_counted(ray_session: str, tmp_path: Path) -> N
     with TeacherSimProcess(FAST) as sim:
         result = run_sampling(_cfg(sim, tmp_path / "m", task=f"jsonl:{data}", limit=None))
     s = result.summary
-    assert s["questions"] == 2 and s["input_rows_rejected"] == {"bad_json": 1, "too_few_choices": 1}
+    assert s.questions == 2 and s.input_rows_rejected == {"bad_json": 1, "too_few_choices": 1}
     errors = [json.loads(x) for x in (tmp_path / "m" / "errors.jsonl").read_text().splitlines()]
     assert [(e["line"], e["reason"]) for e in errors] == [(2, "bad_json"), (3, "too_few_choices")]
 
@@ -259,5 +259,5 @@ def test_kill_a_sampler_worker_mid_run(ray_session: str, tmp_path: Path) -> None
         stats = sim.stats()
     assert killed == 1
     s = box["result"].summary
-    assert s["complete"] and s["samples"] == 120
+    assert s.complete and s.samples == 120
     assert stats["paid_requests"] == 60 and stats["repeated_paid_requests"] == 0

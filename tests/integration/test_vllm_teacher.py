@@ -122,9 +122,9 @@ def test_sample_against_vllm_openai_server_stores_every_sample(
 ) -> None:
     result = run_sampling(_cfg(vllm_server, tmp_path / api, api))
     s = result.summary
-    assert s["complete"] and s["requests_this_run"]["by_status"] == {"ok": 6}, s
-    assert s["samples"] == 12 and s["odd_responses"]["samples_missing"] == 0
-    assert s["odd_responses"].get("usage_missing", 0) == 0 and s["tokens"]["completion"] > 0
+    assert s.complete and s.requests_this_run["by_status"] == {"ok": 6}, s
+    assert s.samples == 12 and s.odd_responses["samples_missing"] == 0
+    assert s.odd_responses.get("usage_missing", 0) == 0 and s.tokens["completion"] > 0
     assert len(Ledger(str(tmp_path / api / "ledger")).keys()) == 6
     rows = pq.read_table(tmp_path / api / "corpus.parquet").to_pylist()
     assert len(rows) == 12 and all(r["error"] is None and isinstance(r["raw_text"], str) for r in rows)

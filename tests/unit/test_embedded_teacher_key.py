@@ -7,19 +7,18 @@ from pathlib import Path
 
 import pytest
 
-from scotd import storage
 from scotd.config import load_config
-from scotd.pipeline.run import PipelineConfig, sample_config, teacher_endpoint
+from scotd.pipeline.run import PipelineConfig, teacher_endpoint
 
 KEY = "sk-test-provider-key-0123456789"
 
 
 def test_the_sampler_sends_no_key_to_the_embedded_teacher(tmp_path: Path) -> None:
-    out = storage.location(str(tmp_path))
-    embedded = sample_config(load_config(PipelineConfig), "http://127.0.0.1:1/v1", out)
+    out = str(tmp_path / "teacher")
+    embedded = load_config(PipelineConfig).sample_config("http://127.0.0.1:1/v1", out)
     assert embedded.teacher.api_key_env == ""  # '' = send none
     real = load_config(PipelineConfig, overrides={"teacher_base_url": "http://127.0.0.1:2/v1"})
-    assert sample_config(real, real.teacher_base_url or "", out).teacher.api_key_env == "OPENAI_API_KEY"
+    assert real.sample_config(real.teacher_base_url or "", out).teacher.api_key_env == "OPENAI_API_KEY"
 
 
 @pytest.mark.skipif(not Path("/proc/self/environ").exists(), reason="reads /proc/PID/environ")

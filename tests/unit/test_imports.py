@@ -118,16 +118,21 @@ def test_no_import_cycles_among_scotd_modules() -> None:
 
 # The stage packages (and the engines and teacher they drive): the core never imports them.
 STAGES = ("sample", "corpus", "distill", "eval", "serve", "pipeline", "generation", "teacher", "student")
-PURE_CORE = ("scotd.tasks", "scotd.prompts", "scotd.parsing", "scotd.voting", "scotd.selection", "scotd.paths")
+PURE_CORE = (
+    "scotd.tasks",
+    "scotd.prompts",
+    "scotd.parsing",
+    "scotd.voting",
+    "scotd.selection",
+    "scotd.paths",
+)
 
 
 def test_the_core_imports_nothing_from_the_stages() -> None:
     modules = _modules()
     core = [m for m in modules if m.startswith(PURE_CORE)]
     assert len(core) > len(PURE_CORE)  # tasks/ is a package: its modules count too
-    bad = {
-        m: sorted(t for t in _imports(m, modules[m], modules) if t.split(".")[1] in STAGES) for m in core
-    }
+    bad = {m: sorted(t for t in _imports(m, modules[m], modules) if t.split(".")[1] in STAGES) for m in core}
     assert {m: v for m, v in bad.items() if v} == {}
 
 

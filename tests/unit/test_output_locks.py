@@ -7,13 +7,13 @@ from pathlib import Path
 import pytest
 
 from scotd import storage
+from scotd.artifacts import TrainingSet
 from scotd.config import load_config
 from scotd.corpus.config import CorpusConfig
 from scotd.corpus.demo import write_demo_corpus
 from scotd.corpus.run import run_corpus
-from scotd.distill.config import DistillConfig, run_name
-from scotd.distill.dataset import corpus_info
-from scotd.distill.run import run_distill
+from scotd.distill.config import DistillConfig
+from scotd.distill.run import run_distill, student_run
 from scotd.eval.config import EvalConfig
 from scotd.eval.run import run_eval
 from scotd.outlock import OutputLocked, output_lock
@@ -35,8 +35,7 @@ def test_corpus_eval_and_pipeline_refuse_a_held_directory(tmp_path: Path) -> Non
 def test_distill_locks_its_run_directory_only(tmp_path: Path) -> None:
     corpus = write_demo_corpus(tmp_path / "corpus", questions=4, per_question=2)
     cfg = load_config(DistillConfig, overrides={"corpus": str(corpus), "out": str(tmp_path / "runs")})
-    info = corpus_info(cfg.corpus)
-    run_dir = storage.location(cfg.out).child(run_name(cfg, info.uri, info.digest))
+    run_dir = storage.location(student_run(cfg, TrainingSet.locate(cfg.corpus)).uri)
     with output_lock(run_dir.uri, "scotd distill"), pytest.raises(OutputLocked, match="scotd distill"):
         run_distill(cfg)
     assert not storage.exists(run_dir, "config.yaml")  # refused before writing anything

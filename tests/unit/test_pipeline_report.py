@@ -5,7 +5,17 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from scotd import storage
+from scotd.artifacts import (
+    CorpusSummary,
+    DistillSummary,
+    EvalSummary,
+    Evaluation,
+    PipelineRun,
+    SampleSummary,
+    StudentRun,
+    TrainingSet,
+)
+from scotd.pipeline.config import Outcome
 from scotd.pipeline.report import (
     _computed_times,
     assemble,
@@ -56,16 +66,19 @@ def _results(task: str, setting: str, scores: dict[str, tuple[float, float]]) ->
         "teacher_accuracy": 0.7,
         "parse_rate": 0.9,
     }
-    return assemble(
-        cfg,
-        plan,
-        teacher,
-        {s.key: corpus for s in plan},
-        {s.key: train for s in plan},
-        {s.key: _metrics(*scores[s.key]) for s in plan},
-        {"teacher": 30.0, "distill:scotd": 200.0},
-        600.0,
-    )
+    outcomes = []
+    for s in plan:
+        metrics = _metrics(*scores[s.key])
+        summary = EvalSummary.from_dict(metrics.pop("run"))
+        outcomes.append(
+            Outcome(
+                s,
+                TrainingSet("c", "c/train.parquet", "balanced", "cot", 900, "0", CorpusSummary(**corpus)),
+                StudentRun(f"runs/{s.key}", DistillSummary(**train)),
+                Evaluation(f"eval/{s.key}", metrics, summary),
+            )
+        )
+    return assemble(cfg, SampleSummary(**teacher), outcomes, {"teacher": 30.0, "distill:scotd": 200.0}, 600.0)
 
 
 def test_compare_needs_a_gap_between_the_intervals() -> None:
@@ -97,8 +110,7 @@ def test_few_shot_headline_is_self_consistency_and_real_tasks_sit_beside_the_pap
     )
     assert r["headline"]["metric"] == "maj@30"
     assert "target_met" not in r["headline"]["comparisons"]["scotd_vs_label_only"]
-    out = storage.location(str(tmp_path))
-    write_report(out, r)
+    write_report(PipelineRun(str(tmp_path)), r)
     report = (tmp_path / "report.md").read_text()
     assert "## Beside the paper (few-shot, facebook/opt-1.3b student" in report
     assert "| SCoTD | 60.0 | 64.7 |" in report and "| label-only | 50.0 | 62.7 |" in report
