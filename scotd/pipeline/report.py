@@ -18,7 +18,7 @@ from scotd.paper import paper_reference
 
 if TYPE_CHECKING:
     from scotd.artifacts import SampleSummary
-    from scotd.pipeline.config import Outcome, PipelineConfig
+    from scotd.pipeline.config import Outcome, PipelineConfig, Student
 
 # The demo's targets (issue #9): SCoTD (N) over label-only and over the smallest N, in points.
 TARGETS = {"label_only": 15.0, "n_ablation": 5.0}
@@ -99,33 +99,12 @@ def assemble(
             "eval_reused": o.evaluation.reused,
         }
     metric, _ = headline_metric(next(iter(evaluated.values())), cfg.setting)
-    plan = [o.student for o in outcomes]
-    main = plan[0].key
-    comparisons = {}
-    for s in plan[1:]:
-        target = (
-            TARGETS["label_only"]
-            if s.label_only
-            else TARGETS["n_ablation"]
-            if s.n == min(cfg.n_ablation, default=0)
-            else None
-        )
-        c = compare(
-            headline_metric(evaluated[main], cfg.setting)[1],
-            headline_metric(evaluated[s.key], cfg.setting)[1],
-        )
-        if c is not None:
-            if cfg.task == "synthetic" and target is not None:
-                c["target_points"] = target
-                c["target_met"] = c["diff_points"] >= target and c["intervals_separated"]
-            comparisons[f"{main}_vs_{s.key}"] = c
     reused = {"teacher"} if (teacher.requests_this_run or {}).get("made") == 0 else set()
-    reused |= {
-        f"distill:{o.student.key}"
-        for o in outcomes
-        if o.run.summary and o.run.summary.trained_steps_this_run == 0
-    }
-    reused |= {f"eval:{o.student.key}" for o in outcomes if o.evaluation.reused}
+    for o in outcomes:
+        if o.run.summary and o.run.summary.trained_steps_this_run == 0:
+            reused.add(f"distill:{o.student.key}")
+        if o.evaluation.reused:
+            reused.add(f"eval:{o.student.key}")
     return {
         "run": {
             "task": cfg.task,
@@ -145,9 +124,38 @@ def assemble(
         },
         "teacher": {k: summary.get(k) for k in _TEACHER_KEYS},
         "students": students,
-        "headline": {"metric": metric, "comparisons": comparisons},
+        "headline": {
+            "metric": metric,
+            "comparisons": _comparisons(cfg, [o.student for o in outcomes], evaluated),
+        },
         "paper": paper_reference(cfg.task, cfg.setting),
     }
+
+
+def _comparisons(
+    cfg: PipelineConfig, plan: Sequence[Student], evaluated: Mapping[str, Mapping[str, Any]]
+) -> dict[str, Any]:
+    """The first student against each other one, on the headline metric, with the demo's targets."""
+    main = plan[0].key
+    comparisons = {}
+    for s in plan[1:]:
+        target = (
+            TARGETS["label_only"]
+            if s.label_only
+            else TARGETS["n_ablation"]
+            if s.n == min(cfg.n_ablation, default=0)
+            else None
+        )
+        c = compare(
+            headline_metric(evaluated[main], cfg.setting)[1],
+            headline_metric(evaluated[s.key], cfg.setting)[1],
+        )
+        if c is not None:
+            if cfg.task == "synthetic" and target is not None:
+                c["target_points"] = target
+                c["target_met"] = c["diff_points"] >= target and c["intervals_separated"]
+            comparisons[f"{main}_vs_{s.key}"] = c
+    return comparisons
 
 
 def _computed_times(

@@ -300,7 +300,19 @@ def _finish(
         "complete": all(rec is not None for rec, _ in cache.values()),
         "estimate_before_run": plan_estimate,
     }
-    errors = [
+    errors = _error_log(loaded, cache, odd, unusable, ledger)
+    return samples.write(records.corpus_table(rows), SampleSummary(**summary), errors)
+
+
+def _error_log(
+    loaded: Any,
+    cache: dict[str, tuple[dict[str, Any] | None, dict[str, Any] | None]],
+    odd: dict[str, list[str]],
+    unusable: dict[str, list[str]],
+    ledger: Ledger,
+) -> list[dict[str, Any]]:
+    """One record per problem: rejected input rows, failed requests, odd and unusable answers, torn records."""
+    errors: list[dict[str, Any]] = [
         {"kind": "input_row", "source": e.source, "line": e.line, "reason": e.reason, "detail": e.detail}
         for e in loaded.rejected
     ]
@@ -312,4 +324,4 @@ def _finish(
     errors += [{"kind": "odd_response", "key": k, "problems": v} for k, v in odd.items()]
     errors += [{"kind": "unusable_response", "key": k, "reasons": v} for k, v in unusable.items()]
     errors += [{"kind": "quarantined_record", **q} for q in ledger.quarantined]
-    return samples.write(records.corpus_table(rows), SampleSummary(**summary), errors)
+    return errors

@@ -70,11 +70,13 @@ def test_the_expected_files_are_there() -> None:
 
 def _config_class(path: Path) -> type[StageConfig]:
     """Stage configs are named after their stage (distill_*.yaml); the rest are pipeline configs."""
+    from scotd.corpus.config import CorpusConfig
     from scotd.distill.config import DistillConfig
     from scotd.eval.config import EvalConfig
     from scotd.sample.config import SampleConfig
 
     by_prefix: dict[str, type[StageConfig]] = {
+        "corpus_": CorpusConfig,
         "distill_": DistillConfig,
         "eval_": EvalConfig,
         "sample_": SampleConfig,
