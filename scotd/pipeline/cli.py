@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from scotd.artifacts import PipelineRun
 from scotd.config import ConfigError, add_config_arguments, config_from_args
 from scotd.pipeline.config import PipelineConfig
 
@@ -53,5 +54,5 @@ def run(args: argparse.Namespace) -> int:
     print(results_table({s["label"]: s["eval"] for s in results["students"].values()}))
     for line in headline_lines(results):
         print(f"- {line}")
-    print(f"\ntotal {results['run']['wall_s']:.0f} s; report: {cfg.out}/report.md")
+    print(f"\ntotal {results['run']['wall_s']:.0f} s; report: {cfg.out}/{PipelineRun.REPORT}")
     return 0

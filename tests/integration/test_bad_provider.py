@@ -17,6 +17,7 @@ from typing import Any
 import pyarrow.parquet as pq
 import pytest
 
+from scotd.artifacts import SampleSummary
 from scotd.config import load_config
 from scotd.outlock import OutputLocked, output_lock
 from scotd.sample.actors import MAX_UNUSABLE_ANSWERS
@@ -75,13 +76,13 @@ def odd_run(ray_session: str, odd_sim: TeacherSimProcess, tmp_path_factory: pyte
     odd_sim.reset_stats()
     result = run_sampling(_cfg(odd_sim, out))
     (out / "sim_stats.json").write_text(json.dumps(odd_sim.stats()))
-    (out / "result_summary.json").write_text(json.dumps(result.summary))
+    (out / "result_summary.json").write_text(json.dumps(result.summary.to_dict()))
     return out
 
 
 def test_odd_answers_are_counted_and_nothing_paid_is_lost_or_paid_twice(odd_run: Path) -> None:
     stats = json.loads((odd_run / "sim_stats.json").read_text())
-    s = json.loads((odd_run / "result_summary.json").read_text())
+    s = SampleSummary.from_dict(json.loads((odd_run / "result_summary.json").read_text()))
     seen = stats["outcomes"]
     assert all(seen[name] > 0 for name in ODD), seen  # every shape was exercised
     # Every billed answer is in the ledger, once: nothing paid lost, nothing paid twice.

@@ -217,7 +217,8 @@ def test_label_only_baseline_through_the_job_entrypoint(
     assert main(argv) == 0
     (run,) = tmp_path.iterdir()
     assert "label-only" in run.name
-    s = json.loads((run / "summary.json").read_text())
+    s = StudentRun(str(run)).read_summary()
+    assert s is not None
     # One row per question: the label-only target, on exactly the CoT corpus's questions.
     corpus_questions = {r["example_id"] for r in pq.read_table(corpus / "train.parquet").to_pylist()}
     assert s.data["rows"]["train"] == s.data["questions"]["train"]
