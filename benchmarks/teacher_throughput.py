@@ -4,7 +4,7 @@ Clients, each against its own fresh ``scotd teacher-sim`` process with the same 
 latency, sending the same requests (``plan_requests`` over synthetic questions: same prompts, n,
 max_tokens, stop, seed):
 
-- ``scotd``: our sampler, ``run_sampling`` with its default pool and limits learned from the
+- ``scotd``: our sampler, ``run_sample`` with its default pool and limits learned from the
   provider's ``x-ratelimit-*`` headers.
 - ``sequential-reference``: the reference code's way: one call at a time, ``sleep(1)`` before
   each, ``sleep(45)`` after an error (bounded here: 3 attempts per request, and a deadline).
@@ -59,7 +59,7 @@ from scotd.config import load_config
 from scotd.ray_runtime import init_ray
 from scotd.sample.config import SampleConfig
 from scotd.sample.plan import plan_requests
-from scotd.sample.run import run_sampling
+from scotd.sample.run import run_sample
 from scotd.tasks import load_task
 from scotd.teacher.client import TeacherRequest
 from scotd.teacher.sim.process import TeacherSimProcess
@@ -157,7 +157,7 @@ class StatsPoller:
 def run_ours(sc: Scenario, base_url: str, requests: list[TeacherRequest], work: Path, _: float) -> str:
     overrides = {"task": "synthetic", "limit": len(requests), "n": sc.n, "progress": False}
     overrides |= {"out": str(work / "ours"), "teacher": {"base_url": base_url}}
-    summary = run_sampling(load_config(SampleConfig, overrides=overrides)).summary
+    summary = run_sample(load_config(SampleConfig, overrides=overrides)).summary
     assert isinstance(summary, SampleSummary)
     made = summary.requests_this_run["made"]
     return f"limits learned {summary.limits}; {made}/{len(requests)} made"
@@ -219,7 +219,7 @@ CLIENTS: dict[str, Callable[[Scenario, str, list[TeacherRequest], Path, float], 
 
 
 def scenario_requests(sc: Scenario) -> list[TeacherRequest]:
-    """The exact requests ``run_sampling`` plans for the same task, limit and n."""
+    """The exact requests ``run_sample`` plans for the same task, limit and n."""
     cfg = load_config(SampleConfig, overrides={"task": "synthetic", "limit": sc.requests, "n": sc.n})
     examples = load_task("synthetic", "train", limit=sc.requests, seed=cfg.seed).examples
     return [p.request for p in plan_requests(examples, cfg)]

@@ -418,7 +418,12 @@ class Evaluation:
 
     def predictions(self) -> list[dict[str, Any]]:
         loc = self.location
-        return pq.read_table(loc.join(self.PREDICTIONS), filesystem=loc.fs).to_pylist()
+        try:
+            return pq.read_table(loc.join(self.PREDICTIONS), filesystem=loc.fs).to_pylist()
+        except (FileNotFoundError, OSError) as e:
+            raise ArtifactMissing(
+                f"cannot read {loc.join(self.PREDICTIONS)}: run `scotd eval` first ({e})"
+            ) from None
 
     def write_metrics(self, metrics: dict[str, Any], summary: EvalSummary) -> Evaluation:
         _write_json(self.location, self.METRICS, {**metrics, "run": summary.to_dict()})

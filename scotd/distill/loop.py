@@ -1,4 +1,5 @@
-"""The per-worker training loop run by Ray Train's ``TorchTrainer`` (the only module here importing Ray).
+"""The per-worker training loop run by Ray Train's ``TorchTrainer`` (the worker side of distill; the
+driver side is ``run.py`` and ``dataset.py``).
 
 Per worker: read the tokenised rows through ``ray.train.get_dataset_shard``, load the student,
 wrap it (FSDP2 or DDP), restore the latest checkpoint if Ray Train has one (a restarted worker

@@ -132,9 +132,9 @@ def _run_pipeline(cfg: PipelineConfig, out: PipelineRun) -> dict[str, Any]:
     if not cfg.dry_run:  # a dry run only prices the teacher stage: no cluster time
         init_ray(quiet=not cfg.ray_logs)
     with clock.stage("teacher"), teacher_endpoint(cfg) as base_url:
-        from scotd.sample.run import run_sampling
+        from scotd.sample.run import run_sample
 
-        samples = run_sampling(cfg.sample_config(base_url, out.teacher_uri()))
+        samples = run_sample(cfg.sample_config(base_url, out.teacher_uri()))
     if not isinstance(samples.summary, SampleSummary):  # a dry run: the estimate is the result
         return {"teacher": samples.summary.to_dict() if samples.summary else {}}
     if not samples.summary.complete:

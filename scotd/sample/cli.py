@@ -17,13 +17,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from scotd.outlock import OutputLocked
-    from scotd.sample.run import TeacherAuthError, TeacherUnreachable, run_sampling
+    from scotd.sample.run import TeacherAuthError, TeacherUnreachable, run_sample
     from scotd.storage import StorageReadError
     from scotd.tasks import DataUnavailable, UnknownTask
 
     try:
         cfg = config_from_args(SampleConfig, args)
-        result = run_sampling(cfg)
+        result = run_sample(cfg)
     except StorageReadError as e:
         print(f"error: {e}. Nothing more was bought; re-run once the storage answers.", file=sys.stderr)
         return 1

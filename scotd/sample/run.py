@@ -106,7 +106,7 @@ def load_ledger(ledger: Ledger, unique: dict[str, PlannedRequest], price: Price)
     return stored
 
 
-def run_sampling(cfg: SampleConfig) -> TeacherSamples:
+def run_sample(cfg: SampleConfig) -> TeacherSamples:
     """Plan, resume, buy and build the corpus; holds ``cfg.out_dir()`` for the whole run.
 
     Raises ``outlock.OutputLocked`` at once when another run holds the directory.

@@ -22,7 +22,7 @@ from scotd.config import load_config
 from scotd.outlock import OutputLocked, output_lock
 from scotd.sample.actors import MAX_UNUSABLE_ANSWERS
 from scotd.sample.config import SampleConfig
-from scotd.sample.run import run_sampling
+from scotd.sample.run import run_sample
 from scotd.teacher.ledger import Ledger
 from scotd.teacher.sim.process import TeacherSimProcess
 
@@ -74,7 +74,7 @@ def odd_run(ray_session: str, odd_sim: TeacherSimProcess, tmp_path_factory: pyte
     """One run through the odd provider, shared by the tests that check what it left."""
     out = tmp_path_factory.mktemp("odd") / "run"
     odd_sim.reset_stats()
-    result = run_sampling(_cfg(odd_sim, out))
+    result = run_sample(_cfg(odd_sim, out))
     (out / "sim_stats.json").write_text(json.dumps(odd_sim.stats()))
     (out / "result_summary.json").write_text(json.dumps(result.summary.to_dict()))
     return out
@@ -112,7 +112,7 @@ def test_odd_answers_are_counted_and_nothing_paid_is_lost_or_paid_twice(odd_run:
 def test_resume_after_odd_answers_buys_nothing(odd_run: Path, odd_sim: TeacherSimProcess) -> None:
     before = odd_sim.stats()["requests"]
     rows = pq.read_table(odd_run / "corpus.parquet").to_pylist()
-    again = run_sampling(_cfg(odd_sim, odd_run))
+    again = run_sample(_cfg(odd_sim, odd_run))
     assert odd_sim.stats()["requests"] == before
     assert again.summary.complete and pq.read_table(odd_run / "corpus.parquet").to_pylist() == rows
 
@@ -122,7 +122,7 @@ def test_the_ledger_heals_and_buys_each_broken_record_once(
 ) -> None:
     out = tmp_path / "heal"
     odd_sim.reset_stats()
-    first = run_sampling(_cfg(odd_sim, out, limit=8))
+    first = run_sample(_cfg(odd_sim, out, limit=8))
     assert first.summary.complete
     records = sorted((out / "ledger" / "responses").rglob("*.json"))
     empty, torn, html, unpriced = records[:4]
@@ -134,7 +134,7 @@ def test_the_ledger_heals_and_buys_each_broken_record_once(
     unpriced.write_text(json.dumps({k: kept[k] for k in ("key", "request", "raw_body")}))
     paid_before, _ = _paid(odd_sim)
 
-    healed = run_sampling(_cfg(odd_sim, out, limit=8)).summary
+    healed = run_sample(_cfg(odd_sim, out, limit=8)).summary
     paid_after, repeated = _paid(odd_sim)
     assert healed.complete
     assert paid_after - paid_before == 3  # the empty, the torn and the HTML one: once each
@@ -156,13 +156,13 @@ def test_a_request_whose_answers_never_hold_one_is_bought_a_bounded_number_of_ti
 ) -> None:
     with TeacherSimProcess([*FAST, "--fault-html", "1.0"]) as sim:
         cfg = _cfg(sim, tmp_path / "html", limit=2, n=1)
-        s = run_sampling(cfg).summary
+        s = run_sample(cfg).summary
         assert sim.stats()["outcomes"]["html"] == 2 * MAX_UNUSABLE_ANSWERS
         assert s.requests_missing == {"unusable": 2} and not s.complete
         assert s.requests_this_run["by_status"] == {"failed_unusable": 2}
         rows = pq.read_table(tmp_path / "html" / "corpus.parquet").to_pylist()
         assert all("HTML page" in r["error"] for r in rows) and len(rows) == 2
-        again = run_sampling(cfg).summary
+        again = run_sample(cfg).summary
         assert sim.stats()["requests"] == 2 * MAX_UNUSABLE_ANSWERS  # the bound holds across runs
         assert again.requests_missing == {"unusable": 2} and sim.stats()["paid_requests"] == 0
 
@@ -173,5 +173,5 @@ def test_a_second_run_on_the_same_directory_refuses_at_once(
     out = tmp_path / "locked"
     before = odd_sim.stats()["requests"]
     with output_lock(str(out), "scotd sample (first)"), pytest.raises(OutputLocked, match="first"):
-        run_sampling(_cfg(odd_sim, out))
+        run_sample(_cfg(odd_sim, out))
     assert odd_sim.stats()["requests"] == before

@@ -17,7 +17,7 @@ import pytest
 
 from scotd.config import load_config
 from scotd.sample.config import SampleConfig
-from scotd.sample.run import TeacherAuthError, run_sampling
+from scotd.sample.run import TeacherAuthError, run_sample
 from scotd.teacher.ledger import Ledger
 from scotd.teacher.sim.process import TeacherSimProcess
 
@@ -50,7 +50,7 @@ def _corpus(out: Path) -> list[dict[str, Any]]:
 
 def test_sample_builds_corpus_and_summary(ray_session: str, tmp_path: Path) -> None:
     with TeacherSimProcess(FAST) as sim:
-        result = run_sampling(_cfg(sim, tmp_path / "s", teacher={"api": "chat", "max_n": 2}, n=5))
+        result = run_sample(_cfg(sim, tmp_path / "s", teacher={"api": "chat", "max_n": 2}, n=5))
         stats = sim.stats()
     s = result.summary
     # n=5 with max_n=2 -> chunks of 2+2+1 = 3 requests per question
@@ -66,7 +66,7 @@ def test_sample_builds_corpus_and_summary(ray_session: str, tmp_path: Path) -> N
     assert (tmp_path / "s" / "config.yaml").is_file()
     # Re-running buys nothing and rebuilds the same corpus from the ledger.
     with TeacherSimProcess(FAST) as sim2:
-        again = run_sampling(_cfg(sim2, tmp_path / "s", teacher={"api": "chat", "max_n": 2}, n=5))
+        again = run_sample(_cfg(sim2, tmp_path / "s", teacher={"api": "chat", "max_n": 2}, n=5))
         assert sim2.stats()["requests"] == 0
     assert again.summary.requests_this_run["made"] == 0
     assert _corpus(tmp_path / "s") == rows
@@ -75,7 +75,7 @@ def test_sample_builds_corpus_and_summary(ray_session: str, tmp_path: Path) -> N
 def test_rate_limits_are_respected_and_used(ray_session: str, tmp_path: Path) -> None:
     """Limits learned from the provider's headers: close to the limit, almost no 429s."""
     with TeacherSimProcess([*FAST, "--rpm", "600", "--window-s", "5"]) as sim:
-        result = run_sampling(_cfg(sim, tmp_path / "r", limit=90, n=1))
+        result = run_sample(_cfg(sim, tmp_path / "r", limit=90, n=1))
         stats = sim.stats()
     s = result.summary
     assert s.complete
@@ -90,7 +90,7 @@ def test_faults_are_retried_until_every_example_completes(ray_session: str, tmp_
     faults = "--fault-500 0.06 --fault-503 0.05 --fault-drop 0.05 --fault-hang 0.04 --fault-malformed 0.04"
     faults += " --hang-s 4 --seed 3"
     with TeacherSimProcess([*FAST, *faults.split()]) as sim:
-        result = run_sampling(
+        result = run_sample(
             _cfg(sim, tmp_path / "f", limit=40, n=2, teacher={"timeout_s": 1.0, "max_retries": 8})
         )
         stats = sim.stats()
@@ -110,12 +110,12 @@ def test_bad_key_aborts_before_spending(
         monkeypatch.setenv("TEACHER_KEY", "wrong-key-456")
         start = time.monotonic()
         with pytest.raises(TeacherAuthError) as err:
-            run_sampling(_cfg(sim, tmp_path / "a", teacher={"api_key_env": "TEACHER_KEY"}))
+            run_sample(_cfg(sim, tmp_path / "a", teacher={"api_key_env": "TEACHER_KEY"}))
         assert time.monotonic() - start < 10
         assert "$TEACHER_KEY" in str(err.value) and "wrong-key-456" not in str(err.value)
         assert sim.stats()["paid_requests"] == 0
         monkeypatch.setenv("TEACHER_KEY", secret)
-        ok = run_sampling(_cfg(sim, tmp_path / "a", teacher={"api_key_env": "TEACHER_KEY"}))
+        ok = run_sample(_cfg(sim, tmp_path / "a", teacher={"api_key_env": "TEACHER_KEY"}))
         assert ok.summary.complete
     for path in (tmp_path / "a").rglob("*"):
         if path.is_file() and path.suffix in (".json", ".yaml", ".jsonl", ".parquet"):
@@ -125,13 +125,13 @@ def test_bad_key_aborts_before_spending(
 def test_budget_cap_stops_cleanly_and_resumes(ray_session: str, tmp_path: Path) -> None:
     prices = {"prompt_price_per_1k": 0.01, "completion_price_per_1k": 0.02}
     with TeacherSimProcess(FAST) as sim:
-        capped = run_sampling(_cfg(sim, tmp_path / "b", limit=20, budget={**prices, "max_cost_usd": 0.05}))
+        capped = run_sample(_cfg(sim, tmp_path / "b", limit=20, budget={**prices, "max_cost_usd": 0.05}))
         s = capped.summary
         assert s.budget_stop and not s.complete
         assert 0 < s.cost_usd["total"] <= 0.05
         paid_first = sim.stats()["paid_requests"]
         assert paid_first == s.requests_in_ledger < 20
-        resumed = run_sampling(_cfg(sim, tmp_path / "b", limit=20, budget={**prices, "max_cost_usd": 10.0}))
+        resumed = run_sample(_cfg(sim, tmp_path / "b", limit=20, budget={**prices, "max_cost_usd": 10.0}))
         stats = sim.stats()
     assert resumed.summary.complete and resumed.summary.requests_this_run["made"] == 20 - paid_first
     assert stats["paid_requests"] == 20 and stats["repeated_paid_requests"] == 0
@@ -139,7 +139,7 @@ def test_budget_cap_stops_cleanly_and_resumes(ray_session: str, tmp_path: Path) 
 
 def test_dry_run_calls_nothing(ray_session: str, tmp_path: Path) -> None:
     with TeacherSimProcess(FAST) as sim:
-        result = run_sampling(
+        result = run_sample(
             _cfg(
                 sim,
                 tmp_path / "d",
@@ -170,7 +170,7 @@ def test_malformed_input_rows_are_counted(ray_session: str, tmp_path: Path) -> N
         + "\n"
     )
     with TeacherSimProcess(FAST) as sim:
-        result = run_sampling(_cfg(sim, tmp_path / "m", task=f"jsonl:{data}", limit=None))
+        result = run_sample(_cfg(sim, tmp_path / "m", task=f"jsonl:{data}", limit=None))
     s = result.summary
     assert s.questions == 2 and s.input_rows_rejected == {"bad_json": 1, "too_few_choices": 1}
     errors = [json.loads(x) for x in (tmp_path / "m" / "errors.jsonl").read_text().splitlines()]
@@ -241,7 +241,7 @@ def test_kill_a_sampler_worker_mid_run(ray_session: str, tmp_path: Path) -> None
     with TeacherSimProcess(["--latency-base-ms", "300", "--rpm", "600", "--window-s", "5"]) as sim:
         cfg = _cfg(sim, tmp_path / "w", limit=60, n=2)
         box: dict[str, Any] = {}
-        thread = threading.Thread(target=lambda: box.setdefault("result", run_sampling(cfg)), daemon=True)
+        thread = threading.Thread(target=lambda: box.setdefault("result", run_sample(cfg)), daemon=True)
         thread.start()
         ledger = Ledger(str(tmp_path / "w" / "ledger"))
         deadline = time.monotonic() + 120

@@ -24,7 +24,7 @@ import pytest
 
 from scotd.config import load_config
 from scotd.sample.config import SampleConfig
-from scotd.sample.run import run_sampling
+from scotd.sample.run import run_sample
 from scotd.teacher.ledger import Ledger
 
 pytestmark = [
@@ -120,7 +120,7 @@ def _cfg(base_url: str, out: Path, api: str) -> SampleConfig:
 def test_sample_against_vllm_openai_server_stores_every_sample(
     ray_session: str, vllm_server: str, tmp_path: Path, api: str
 ) -> None:
-    result = run_sampling(_cfg(vllm_server, tmp_path / api, api))
+    result = run_sample(_cfg(vllm_server, tmp_path / api, api))
     s = result.summary
     assert s.complete and s.requests_this_run["by_status"] == {"ok": 6}, s
     assert s.samples == 12 and s.odd_responses["samples_missing"] == 0
