@@ -204,6 +204,9 @@ class CorpusSummary(Summary):
     teacher_accuracy: float | None = None
     unique_rationales_per_question: float = 0.0
     distinct_2: float = 0.0
+    kept_per_question: dict[str, float] = field(default_factory=dict)  # mean / min / max
+    mean_logprob: float | None = None  # of the kept chains, under the teacher
+    selection: dict[str, Any] = field(default_factory=dict)  # the §4 down-sampling, if any
 
 
 @dataclass(frozen=True)

@@ -5,9 +5,11 @@ Settings (the paper's names):
 - ``correct``  supervised: only samples whose label matches gold.
 - ``balanced`` supervised, the paper's default: the ``correct`` set, from which training draws
                ONE rationale per question per epoch (so easy questions do not dominate).
-Options: exact / near-duplicate rationale removal per question, ``per_example`` (first N samples
-of each question, before filtering: the N ablation), and variants ``label-only`` (one row per
-question, no rationale) and ``greedy`` (the first — greedy — chain per question).
+Options: exact / near-duplicate rationale removal per question; ``per_example`` K with ``select``:
+``first`` (the first K samples of each question, before filtering: the N ablation) or a paper §4
+down-sampling of the filtered chains to K (``random``, ``diverse``, ``likelihood``, ``open-ended``:
+``scotd.subsample``); and variants ``label-only`` (one row per question, no rationale) and
+``greedy`` (the first — greedy — chain per question).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from scotd.artifacts import TRAINING_COLUMNS
+from scotd.subsample import Strategy, Subsample, choose
 from scotd.voting import vote
 
 Mode = Literal["all", "correct", "balanced"]
@@ -35,6 +38,7 @@ DROP_PER_EXAMPLE = "beyond_per_example"
 DROP_DUP_EXACT = "duplicate_exact"
 DROP_DUP_NEAR = "duplicate_near"
 DROP_VARIANT = "variant_one_per_question"
+DROP_SUBSAMPLE = "beyond_selection"
 
 
 @dataclass(frozen=True)
@@ -44,6 +48,9 @@ class CorpusSpec:
     near_threshold: float = 0.9
     per_example: int | None = None
     variant: Variant = "cot"
+    select: Strategy = "first"
+    seed: int = 0
+    embedder: str = "tfidf"
 
 
 @dataclass
@@ -56,6 +63,9 @@ class CorpusStats:
     teacher_accuracy: float | None = None
     unique_rationales_per_question: float = 0.0
     distinct_2: float = 0.0
+    kept_per_question: dict[str, float] = field(default_factory=dict)
+    mean_logprob: float | None = None
+    selection: dict[str, Any] = field(default_factory=dict)
 
 
 def _norm(text: str) -> str:
@@ -103,15 +113,18 @@ def build(rows: list[dict[str, Any]], spec: CorpusSpec) -> tuple[list[dict[str, 
     if labeled:
         stats.teacher_accuracy = round(sum(bool(r["correct"]) for r in labeled) / len(labeled), 4)
 
-    out: list[dict[str, Any]] = []
+    first_k = spec.per_example if spec.select == "first" else None
+    groups: dict[str, list[dict[str, Any]]] = {}
+    kept_by_q: dict[str, list[dict[str, Any]]] = {}
     for qid, group in by_q.items():
         group = sorted(group, key=lambda r: (r.get("sample_index") is None, r.get("sample_index") or 0))
+        groups[qid] = group
         kept: list[dict[str, Any]] = []
         for r in group:
             if r.get("error") is not None:
                 drops[DROP_REQUEST_ERROR] += 1
                 continue
-            if spec.per_example is not None and r["sample_index"] >= spec.per_example:
+            if first_k is not None and r["sample_index"] >= first_k:
                 drops[DROP_PER_EXAMPLE] += 1
                 continue
             if r.get("pred_label") is None:
@@ -125,8 +138,19 @@ def build(rows: list[dict[str, Any]], spec: CorpusSpec) -> tuple[list[dict[str, 
                     drops[DROP_WRONG] += 1
                     continue
             kept.append(r)
-        kept = _dedup(kept, spec, drops)
-        out.extend(_variant(qid, group, kept, spec, drops))
+        kept_by_q[qid] = _dedup(kept, spec, drops)
+    if spec.select != "first" and spec.per_example is not None:
+        chains = {q: [r["rationale"] or "" for r in g if r.get("error") is None] for q, g in groups.items()}
+        chosen = choose(kept_by_q, Subsample(spec.select, spec.per_example, spec.seed, spec.embedder), chains)
+        drops[DROP_SUBSAMPLE] += sum(len(kept_by_q[q]) - len(chosen[q]) for q in kept_by_q)
+        kept_by_q = chosen
+        stats.selection = {"strategy": spec.select, "k": spec.per_example, "seed": spec.seed}
+        if spec.select == "diverse":
+            stats.selection["embedder"] = spec.embedder
+    out: list[dict[str, Any]] = []
+    for qid, kept in kept_by_q.items():
+        out.extend(_variant(qid, groups[qid], kept, spec, drops))
+    _selected_stats(stats, kept_by_q)
 
     stats.kept = len(out)
     stats.questions_kept = len({r["example_id"] for r in out})
@@ -138,6 +162,19 @@ def build(rows: list[dict[str, Any]], spec: CorpusSpec) -> tuple[list[dict[str, 
         stats.unique_rationales_per_question = round(sum(len(v) for v in per_q.values()) / len(per_q), 3)
         stats.distinct_2 = round(distinct_n(r["rationale"] for r in out), 4)
     return out, stats
+
+
+def _selected_stats(stats: CorpusStats, kept_by_q: dict[str, list[dict[str, Any]]]) -> None:
+    """Chains kept per question (over questions that kept any) and their mean teacher log-prob."""
+    counts = [len(v) for v in kept_by_q.values() if v]
+    if counts:
+        stats.kept_per_question = {
+            "mean": round(sum(counts) / len(counts), 3),
+            "min": min(counts),
+            "max": max(counts),
+        }
+    lps = [r["mean_logprob"] for v in kept_by_q.values() for r in v if r.get("mean_logprob") is not None]
+    stats.mean_logprob = round(sum(lps) / len(lps), 4) if lps else None
 
 
 def _dedup(kept: list[dict[str, Any]], spec: CorpusSpec, drops: Counter[str]) -> list[dict[str, Any]]:

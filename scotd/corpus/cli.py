@@ -19,7 +19,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         cfg = config_from_args(CorpusConfig, args)
         written = run_corpus(cfg)
-    except (ConfigError, FileNotFoundError, OutputLocked) as e:
+    except (ConfigError, FileNotFoundError, OutputLocked, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     s = written.summary
@@ -33,6 +33,13 @@ def run(args: argparse.Namespace) -> int:
         f"  teacher accuracy {acc if acc is None else f'{acc:.1%}'}; unique rationales/question "
         f"{s.unique_rationales_per_question}; distinct-2 {s.distinct_2}"
     )
+    if s.selection:
+        per_q = s.kept_per_question
+        lp = "" if s.mean_logprob is None else f", mean teacher log-prob {s.mean_logprob}"
+        print(
+            f"  selection {s.selection['strategy']} K={s.selection['k']}: {per_q.get('mean')} chains/question "
+            f"(min {per_q.get('min')}, max {per_q.get('max')}){lp}"
+        )
     for reason, n in s.dropped.items():
         print(f"  dropped {n:>7} {reason}")
     print(f"  -> {written.file}")

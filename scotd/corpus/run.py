@@ -20,8 +20,17 @@ def run_corpus(cfg: CorpusConfig) -> TrainingSet:
 
 def _run_corpus(cfg: CorpusConfig) -> TrainingSet:
     samples = TeacherSamples.locate(cfg.input)
-    spec = CorpusSpec(cfg.mode, cfg.dedup, cfg.near_threshold, cfg.per_example, cfg.variant)
-    train, stats = build(samples.rows(), spec)
+    spec = CorpusSpec(
+        cfg.mode,
+        cfg.dedup,
+        cfg.near_threshold,
+        cfg.per_example,
+        cfg.variant,
+        cfg.select,
+        cfg.seed,
+        cfg.embedder,
+    )
+    train, stats = build(samples.rows(), spec)  # raises SubsampleError (a ValueError) before writing
     out = storage.location(cfg.out_dir())
     written = TrainingSet.write(out, train, cfg.mode, cfg.variant)
     summary = CorpusSummary(input=cfg.input, out=out.uri, mode=cfg.mode, variant=cfg.variant, **asdict(stats))
