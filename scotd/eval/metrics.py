@@ -7,8 +7,9 @@ percentiles over questions (seeded).
 
 from __future__ import annotations
 
+import math
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -80,3 +81,46 @@ def compute_metrics(
             "mean_vote_share": round(float(np.mean([vote(s).share for s in labels])), 4),
         }
     return out
+
+
+def per_question(rows: Iterable[dict[str, Any]], metric: str) -> dict[str, bool]:
+    """Whether each labeled question is right under ``metric`` (``greedy`` or ``maj@K``)."""
+    labeled = [r for r in rows if r.get("gold") is not None]
+    if metric == "greedy":
+        return {q: g[0]["pred_label"] == g[0]["gold"] for q, g in group_samples(labeled, "greedy").items()}
+    k = int(metric.removeprefix("maj@"))
+    sampled = group_samples(labeled, "sampled")
+    return {q: vote([r["pred_label"] for r in g[:k]]).label == g[0]["gold"] for q, g in sampled.items()}
+
+
+def paired_difference(
+    a: Mapping[str, bool], b: Mapping[str, bool], seed: int = 0, samples: int = BOOTSTRAP_SAMPLES
+) -> dict[str, Any]:
+    """``a`` minus ``b`` on the questions both answered: the difference in points, its 95% paired
+    bootstrap interval (questions resampled jointly), and McNemar's exact two-sided p-value."""
+    shared = sorted(set(a) & set(b))
+    x = np.asarray([a[q] for q in shared], dtype=float)
+    y = np.asarray([b[q] for q in shared], dtype=float)
+    if not shared:
+        return {"questions": 0, "diff_points": 0.0, "diff_ci95": [0.0, 0.0], "p_value": 1.0}
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, len(shared), size=(samples, len(shared)))
+    diffs = (x[idx] - y[idx]).mean(axis=1)
+    lo, hi = np.percentile(diffs, [2.5, 97.5])
+    only_a, only_b = int(((x == 1) & (y == 0)).sum()), int(((x == 0) & (y == 1)).sum())
+    return {
+        "questions": len(shared),
+        "diff_points": round(100 * float((x - y).mean()), 1),
+        "diff_ci95": [round(100 * float(lo), 1), round(100 * float(hi), 1)],
+        "p_value": round(mcnemar_exact(only_a, only_b), 4),
+        "discordant": [only_a, only_b],
+    }
+
+
+def mcnemar_exact(only_a: int, only_b: int) -> float:
+    """Two-sided exact McNemar test: the binomial(n, 1/2) tail of the discordant pairs' split."""
+    n = only_a + only_b
+    if n == 0:
+        return 1.0
+    tail = sum(math.comb(n, i) for i in range(min(only_a, only_b) + 1)) / 2**n
+    return min(1.0, 2 * tail)

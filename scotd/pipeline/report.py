@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from scotd import storage
 from scotd.artifacts import PipelineRun
+from scotd.eval.metrics import paired_difference
 from scotd.eval.report import accuracy_cell, finish_png, results_table, vote_curve_png
 from scotd.paper import paper_reference
 
@@ -22,6 +23,7 @@ if TYPE_CHECKING:
 
 # The demo's targets (issue #9): SCoTD (N) over label-only and over the smallest N, in points.
 TARGETS = {"label_only": 15.0, "n_ablation": 5.0}
+ALPHA = 0.05  # a comparison is significant when its paired p-value is below this
 
 _TEACHER_KEYS = (
     "teacher_model",
@@ -79,9 +81,12 @@ def assemble(
     stage_s: Mapping[str, float],
     total_s: float,
     previous_run: Mapping[str, Any] | None = None,
+    correct: Mapping[str, Mapping[str, bool]] | None = None,
 ) -> dict[str, Any]:
     """What ``results.json`` holds. ``previous_run`` (the last results' ``run``) supplies the time
-    of stages this run reused, so the report's times are those of the work, not of the check."""
+    of stages this run reused, so the report's times are those of the work, not of the check.
+    ``correct``: per student, whether each test question is right on the headline metric (from
+    the predictions), for the paired comparisons; without it only the intervals are compared."""
     summary = teacher.to_dict()
     students: dict[str, Any] = {}
     evaluated: dict[str, dict[str, Any]] = {}
@@ -126,16 +131,23 @@ def assemble(
         "students": students,
         "headline": {
             "metric": metric,
-            "comparisons": _comparisons(cfg, [o.student for o in outcomes], evaluated),
+            "comparisons": _comparisons(cfg, [o.student for o in outcomes], evaluated, correct or {}),
         },
         "paper": paper_reference(cfg.task, cfg.setting),
     }
 
 
 def _comparisons(
-    cfg: PipelineConfig, plan: Sequence[Student], evaluated: Mapping[str, Mapping[str, Any]]
+    cfg: PipelineConfig,
+    plan: Sequence[Student],
+    evaluated: Mapping[str, Mapping[str, Any]],
+    correct: Mapping[str, Mapping[str, bool]],
 ) -> dict[str, Any]:
-    """The first student against each other one, on the headline metric, with the demo's targets."""
+    """The first student against each other one, on the headline metric, with the demo's targets.
+
+    All students answer the same test questions, so the difference is tested paired (McNemar's
+    exact test, a paired bootstrap interval of the difference) when the per-question results are
+    given; a target is met when the difference reaches it and p < 0.05."""
     main = plan[0].key
     comparisons = {}
     for s in plan[1:]:
@@ -151,9 +163,12 @@ def _comparisons(
             headline_metric(evaluated[s.key], cfg.setting)[1],
         )
         if c is not None:
+            if main in correct and s.key in correct:
+                c["paired"] = paired_difference(correct[main], correct[s.key], cfg.seed)
+            significant = c["paired"]["p_value"] < ALPHA if "paired" in c else c["intervals_separated"]
             if cfg.task == "synthetic" and target is not None:
                 c["target_points"] = target
-                c["target_met"] = c["diff_points"] >= target and c["intervals_separated"]
+                c["target_met"] = c["diff_points"] >= target and significant
             comparisons[f"{main}_vs_{s.key}"] = c
     return comparisons
 
@@ -179,7 +194,12 @@ def headline_lines(results: Mapping[str, Any]) -> list[str]:
     lines = []
     for key, c in results["headline"]["comparisons"].items():
         a, b = key.split("_vs_")
-        sep = "95% intervals apart" if c["intervals_separated"] else "95% intervals OVERLAP"
+        if "paired" in c:
+            pr = c["paired"]
+            lo, hi = pr["diff_ci95"]
+            sep = f"paired p={pr['p_value']:.3g}, difference 95% CI [{lo:+.1f}, {hi:+.1f}]"
+        else:
+            sep = "95% intervals apart" if c["intervals_separated"] else "95% intervals OVERLAP"
         line = f"{students[a]['label']} vs {students[b]['label']}: {c['diff_points']:+.1f} points ({metric}), {sep}"
         if "target_met" in c:
             line += f"; target ≥ {c['target_points']:.0f} points: {'met' if c['target_met'] else 'MISSED'}"

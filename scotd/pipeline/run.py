@@ -123,7 +123,8 @@ def run_pipeline(cfg: PipelineConfig) -> dict[str, Any]:
 
 
 def _run_pipeline(cfg: PipelineConfig, out: PipelineRun) -> dict[str, Any]:
-    from scotd.pipeline.report import assemble, write_report
+    from scotd.eval.metrics import per_question
+    from scotd.pipeline.report import assemble, headline_metric, write_report
 
     clock = _Clock()
     write_resolved(cfg, out.uri)
@@ -159,7 +160,9 @@ def _run_pipeline(cfg: PipelineConfig, out: PipelineRun) -> dict[str, Any]:
         with clock.stage(f"eval:{s.key}"):
             outcomes.append(Outcome(s, sets[s.key], runs[s.key], _evaluate(cfg, s, runs[s.key], out)))
     previous = (out.results() or {}).get("run")
-    results = assemble(cfg, samples.summary, outcomes, clock.stages, clock.total(), previous)
+    metric, _ = headline_metric(outcomes[0].evaluation.metrics, cfg.setting)
+    correct = {o.student.key: per_question(o.evaluation.predictions(), metric) for o in outcomes}
+    results = assemble(cfg, samples.summary, outcomes, clock.stages, clock.total(), previous, correct)
     write_report(out, results)
     return results
 

@@ -116,3 +116,20 @@ def test_metrics_json_is_frozen(
     }
     got = compute_metrics(_fixed_rows(), ks, seed)
     assert json.dumps(got, indent=2) == json.dumps(expected, indent=2)
+
+
+def test_paired_difference_on_a_known_case() -> None:
+    from scotd.eval.metrics import mcnemar_exact, paired_difference
+
+    # 10 shared questions: a right on 8, b right on 4; a alone right on 5, b alone right on 1.
+    a = {f"q{i}": i < 8 for i in range(10)} | {"only_a": True}
+    b = {f"q{i}": i in (0, 1, 2, 8) for i in range(10)}
+    d = paired_difference(a, b, seed=0)
+    assert d["questions"] == 10 and d["diff_points"] == 40.0 and d["discordant"] == [5, 1]
+    # Exact McNemar: 2 * P(X <= 1), X ~ Binomial(6, 1/2) = 2 * 7/64.
+    assert d["p_value"] == round(14 / 64, 4) == round(mcnemar_exact(5, 1), 4)
+    lo, hi = d["diff_ci95"]
+    assert lo < 40.0 < hi and lo > -20
+    assert mcnemar_exact(0, 0) == 1.0 and mcnemar_exact(10, 0) == 2 / 2**10
+    same = paired_difference(a, a)
+    assert same["diff_points"] == 0.0 and same["p_value"] == 1.0 and same["diff_ci95"] == [0.0, 0.0]

@@ -143,7 +143,10 @@ def test_every_third_party_import_is_declared() -> None:
     project = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text("utf-8"))["project"]
     specs = project["dependencies"] + [d for ds in project["optional-dependencies"].values() for d in ds]
     declared = {_dist_name(s) for s in specs}
-    import_names = {"yaml": "pyyaml", "sklearn": "scikit-learn"}  # import name -> distribution, where they differ
+    import_names = {
+        "yaml": "pyyaml",
+        "sklearn": "scikit-learn",
+    }  # import name -> distribution, where they differ
     imported: dict[str, str] = {}
     for folder in ("scotd", "serve", "jobs"):
         for path in sorted((REPO_ROOT / folder).rglob("*.py")):

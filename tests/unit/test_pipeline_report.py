@@ -48,7 +48,12 @@ def _metrics(greedy: float, voted: float) -> dict[str, Any]:
     }
 
 
-def _results(task: str, setting: str, scores: dict[str, tuple[float, float]]) -> dict[str, Any]:
+def _results(
+    task: str,
+    setting: str,
+    scores: dict[str, tuple[float, float]],
+    correct: dict[str, dict[str, bool]] | None = None,
+) -> dict[str, Any]:
     cfg = PipelineConfig(task=task, setting=setting, n_ablation=[1])
     plan = students(cfg)
     corpus = {"kept": 900, "questions_kept": 100}
@@ -78,7 +83,8 @@ def _results(task: str, setting: str, scores: dict[str, tuple[float, float]]) ->
                 Evaluation(f"eval/{s.key}", metrics, summary),
             )
         )
-    return assemble(cfg, SampleSummary(**teacher), outcomes, {"teacher": 30.0, "distill:scotd": 200.0}, 600.0)
+    times = {"teacher": 30.0, "distill:scotd": 200.0}
+    return assemble(cfg, SampleSummary(**teacher), outcomes, times, 600.0, None, correct)
 
 
 def test_compare_needs_a_gap_between_the_intervals() -> None:
@@ -130,3 +136,22 @@ def test_a_rerun_reports_the_time_of_the_run_that_did_the_work() -> None:
     assert again["wall_s_computed"] == 237.0  # 10 s this run - 3 s of checks + 230 s of work
     partial = _computed_times({"teacher": 1.0, "distill:scotd": 150.0}, 160.0, {"teacher"}, first)
     assert partial["stage_s_computed"] == {"teacher": 30.0, "distill:scotd": 150.0}
+
+
+def test_targets_are_judged_by_the_paired_test_when_predictions_are_given() -> None:
+    scores = {"scotd": (0.6, 0.6), "scotd_n1": (0.5, 0.5), "label_only": (0.2, 0.2)}
+    qs = [f"q{i}" for i in range(20)]
+    correct = {
+        "scotd": {q: i < 12 for i, q in enumerate(qs)},  # 60%
+        "scotd_n1": {q: i < 10 for i, q in enumerate(qs)},  # 50%: 2 discordant pairs, p = 0.5
+        "label_only": {q: i < 4 for i, q in enumerate(qs)},  # 20%: 8 discordant pairs, p = 0.0078
+    }
+    c = _results("synthetic", "supervised", scores, correct)["headline"]["comparisons"]
+    n1, lo = c["scotd_vs_scotd_n1"], c["scotd_vs_label_only"]
+    assert n1["paired"]["diff_points"] == 10.0 and n1["paired"]["p_value"] == 0.5
+    assert n1["target_met"] is False  # 10 points >= 5, but not significant on 20 paired questions
+    assert (
+        lo["paired"]["discordant"] == [8, 0]
+        and lo["paired"]["p_value"] == 0.0078
+        and lo["target_met"] is True
+    )
