@@ -8,6 +8,7 @@ never vote; they are counted.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
@@ -98,3 +99,53 @@ def any_correct(samples: Sequence[Sequence[str | None]], golds: Sequence[str | N
 def unparseable_rate(samples: Sequence[Sequence[str | None]]) -> float:
     total = sum(len(s) for s in samples)
     return sum(x is None for s in samples for x in s) / total if total else 0.0
+
+
+# ── Adaptive self-consistency: draw votes one at a time, stop once the answer is settled ─────────
+
+ADAPTIVE_CONFIDENCE = 0.95
+
+
+def leader_confidence(counts: Sequence[int]) -> float:
+    """P(the leading answer is the more likely of the top two) under a uniform prior: with ``a``
+    votes for the leader and ``b`` for the runner-up, P(X > 1/2) for X ~ Beta(a + 1, b + 1), which
+    for whole counts is P(Binomial(a + b + 1, 1/2) <= a) (the Beta stopping rule of adaptive
+    consistency, Aggarwal et al. 2023)."""
+    top = [*sorted(counts, reverse=True)[:2], 0, 0]
+    a, b = top[0], top[1]
+    n = a + b + 1
+    return sum(math.comb(n, i) for i in range(a + 1)) / 2**n
+
+
+def settled(
+    counts: Sequence[int], drawn: int, max_votes: int, confidence: float = ADAPTIVE_CONFIDENCE
+) -> bool:
+    """Whether to stop drawing after ``drawn`` votes: the budget is spent, the leader can no longer
+    be overtaken by the votes left, or it leads with ``confidence`` (``leader_confidence``)."""
+    if drawn >= max_votes:
+        return True
+    top = [*sorted(counts, reverse=True)[:2], 0, 0]
+    if top[0] > top[1] + (max_votes - drawn):
+        return True
+    return top[0] > 0 and leader_confidence(counts) >= confidence
+
+
+@dataclass(frozen=True)
+class AdaptiveVote:
+    vote: Vote
+    spent: int  # votes drawn before stopping (unparseable ones included)
+
+
+def adaptive_vote(
+    labels: Sequence[str | None], max_votes: int, confidence: float = ADAPTIVE_CONFIDENCE
+) -> AdaptiveVote:
+    """Replay ``labels`` in order, one vote at a time, and vote over the prefix drawn when ``settled``."""
+    counts: dict[str, int] = {}
+    drawn = 0
+    for label in labels[:max_votes]:
+        drawn += 1
+        if label is not None:
+            counts[label] = counts.get(label, 0) + 1
+        if settled(list(counts.values()), drawn, max_votes, confidence):
+            break
+    return AdaptiveVote(vote(labels[:drawn]), drawn)
