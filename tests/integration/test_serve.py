@@ -56,9 +56,15 @@ def _deploy(model: Path, name: str, options: dict[str, Any] | None = None, **cfg
     )
 
 
+RUN = "run-x"  # plain serves the model as a `scotd distill` export: <run>/export
+
+
 @pytest.fixture(scope="module")
-def plain(always_a_model: Path, serve_port: int) -> str:
-    _deploy(always_a_model, "plain", max_votes=16)
+def plain(always_a_model: Path, serve_port: int, tmp_path_factory: pytest.TempPathFactory) -> str:
+    export = tmp_path_factory.mktemp("distill") / RUN / "export"
+    export.parent.mkdir()
+    export.symlink_to(always_a_model, target_is_directory=True)
+    _deploy(export, "plain", max_votes=16)
     return f"http://127.0.0.1:{serve_port}/plain"
 
 
@@ -68,6 +74,7 @@ def test_answer_over_http_and_openai_client(plain: str, always_a_model: Path) ->
     body = r.body
     assert (body["answer"], body["answer_text"], body["votes"], body["samples"]) == ("a", "2", {"a": 5}, 5)
     assert body["confidence"] == 1.0 and body["unparseable"] == 0 and body["latency_ms"] > 0
+    assert body["model"] == RUN  # named as `scotd eval` names it: the run, not "export"
     assert len(body["rationales"]) == 5 and all(x["answer"] == "a" for x in body["rationales"])
     labelled = http_json(
         "POST", f"{plain}/v1/answer", {"question": "Pick", "choices": [{"label": "a", "text": "x"}, {"label": "b", "text": "y"}], "votes": 3},
@@ -83,9 +90,8 @@ def test_answer_over_http_and_openai_client(plain: str, always_a_model: Path) ->
         model="m", messages=[{"role": "user", "content": "hi?\nAnswer Choices:\n(a) x\n(b) y"}], n=2
     )
     assert len(chat.choices) == 2
-    assert [m.id for m in client.models.list().data] == [
-        Path(plain).name if False else "always_a0"
-    ] or client.models.list().data
+    assert completion.model == chat.model == RUN
+    assert [m.id for m in client.models.list().data] == [RUN]
     assert http_json("GET", f"{plain}/healthz", timeout=10).body == {"status": "ok"}
 
 
