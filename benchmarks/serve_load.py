@@ -22,9 +22,8 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import httpx2 as httpx
-
 from benchmarks.serving_common import model_or_tiny, start_serve_on_loopback
+from scotd.httpjson import http_json
 from scotd.serve.config import ServeConfig
 
 QUESTION = {"question": "Gina has 10 pens. She sells 7. She buys 8 more. How many pens does Gina have now?",
@@ -37,15 +36,14 @@ def drive(url: str, clients: int, seconds: float, votes: int) -> dict[str, Any]:
     deadline = time.monotonic() + seconds
 
     def worker() -> None:
-        with httpx.Client(timeout=120) as client:
-            while time.monotonic() < deadline:
-                start = time.monotonic()
-                try:
-                    status = client.post(url, json={**QUESTION, "votes": votes}).status_code
-                except httpx.HTTPError:
-                    status = 0
-                with lock:
-                    results.append((status, time.monotonic() - start))
+        while time.monotonic() < deadline:
+            start = time.monotonic()
+            try:
+                status = http_json("POST", url, {**QUESTION, "votes": votes}, timeout=120).status
+            except OSError:
+                status = 0
+            with lock:
+                results.append((status, time.monotonic() - start))
 
     threads = [threading.Thread(target=worker) for _ in range(clients)]
     start = time.monotonic()
@@ -100,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
                 route_prefix=f"/{name}",
             )
             url = f"http://127.0.0.1:{port}/{name}/v1/answer"
-            httpx.post(url, json={**QUESTION, "votes": 1}, timeout=120)  # warm-up
+            http_json("POST", url, {**QUESTION, "votes": 1}, timeout=120)  # warm-up
             for k in ks:
                 runs = [drive(url, args.clients, args.seconds, k) for _ in range(args.repeats)]
                 table[f"{name}/K={k}"] = {

@@ -32,12 +32,12 @@ from collections import Counter, defaultdict
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import httpx2 as httpx
-
 from benchmarks.serving_common import model_or_tiny, start_serve_on_loopback
+from scotd.httpjson import http_json
 from scotd.serve.config import ServeConfig
 
 TOKEN_ENV = "SCOTD_SOAK_TOKEN"
@@ -48,12 +48,12 @@ Outcome = tuple[str, bool, int, float]  # (kind, valid, status (0 = no answer), 
 
 def _raw_chunked(base: str, path: str, token: str, total: int) -> int:
     """A chunked upload of ``total`` bytes over a raw socket; the reply's status (0: none)."""
-    url = httpx.URL(base + path)
+    url = urlsplit(base + path)
     piece = b"x" * 65536
     sent = 0
-    with socket.create_connection((url.host, url.port), timeout=10) as sock:
+    with socket.create_connection((url.hostname, url.port), timeout=10) as sock:
         sock.sendall(
-            (f"POST {url.path} HTTP/1.1\r\nHost: {url.host}\r\nAuthorization: Bearer {token}\r\n"
+            (f"POST {url.path} HTTP/1.1\r\nHost: {url.hostname}\r\nAuthorization: Bearer {token}\r\n"
              "Transfer-Encoding: chunked\r\n\r\n").encode()
         )  # fmt: skip
         try:
@@ -68,17 +68,18 @@ def _raw_chunked(base: str, path: str, token: str, total: int) -> int:
     return int(head.split()[1]) if head.startswith(b"HTTP/1.1 ") else 0
 
 
-def request_kinds(base: str, token: str) -> dict[str, tuple[bool, Callable[[httpx.Client], int]]]:
+def request_kinds(base: str, token: str) -> dict[str, tuple[bool, Callable[[], int]]]:
     """name -> (valid, send): each send returns the HTTP status."""
     auth = {"Authorization": f"Bearer {token}"}
 
-    def post(path: str, body: Any, headers: dict[str, str] | None = None) -> Callable[[httpx.Client], int]:
-        return lambda c: (
-            c.post(base + path, json=body, headers=auth if headers is None else headers).status_code
-        )
+    def send(method: str, path: str, **kw: Any) -> int:
+        return http_json(method, base + path, timeout=120, **{"headers": auth, **kw}).status
 
-    def raw(path: str, content: bytes) -> Callable[[httpx.Client], int]:
-        return lambda c: c.post(base + path, content=content, headers=auth).status_code
+    def post(path: str, body: Any, headers: dict[str, str] | None = None) -> Callable[[], int]:
+        return lambda: send("POST", path, body=body, headers=auth if headers is None else headers)
+
+    def raw(path: str, content: bytes) -> Callable[[], int]:
+        return lambda: send("POST", path, data=content)
 
     prompt = "Q: Gina has 10 pens. She sells 7. How many pens does Gina have now?\nAnswer Choices:\n(a) 3\n(b) 17\nA: "
     return {
@@ -113,10 +114,10 @@ def request_kinds(base: str, token: str) -> dict[str, tuple[bool, Callable[[http
             post("/v1/completions", {"prompt": "Q: " + "pens " * 12000 + "\nA: ", "n": 16}),
         ),
         "oversized_body": (False, post("/v1/answer", {**QUESTION, "question": "x" * 70_000})),
-        "chunked_2mib": (False, lambda c: _raw_chunked(base, "/v1/answer", token, 2 << 20)),
+        "chunked_2mib": (False, lambda: _raw_chunked(base, "/v1/answer", token, 2 << 20)),
         "no_token": (False, post("/v1/answer", QUESTION, headers={})),
-        "unknown_route": (False, lambda c: c.get(base + "/v2/nothing", headers=auth).status_code),
-        "wrong_method": (False, lambda c: c.get(base + "/v1/answer", headers=auth).status_code),
+        "unknown_route": (False, lambda: send("GET", "/v2/nothing")),
+        "wrong_method": (False, lambda: send("GET", "/v1/answer")),
         "temperature_5": (False, post("/v1/answer", {**QUESTION, "temperature": 5})),
         "votes_99": (False, post("/v1/answer", {**QUESTION, "votes": 99})),
         "n_99": (False, post("/v1/completions", {"prompt": prompt, "n": 99})),
@@ -138,24 +139,23 @@ class Recorder:
 
 
 def client(
-    rec: Recorder, kinds: dict[str, tuple[bool, Callable[[httpx.Client], int]]], names: list[str],
+    rec: Recorder, kinds: dict[str, tuple[bool, Callable[[], int]]], names: list[str],
     deadline: float, pause_s: float,
 ) -> None:  # fmt: skip
     """Round-robin over ``names`` until ``deadline``, ``pause_s`` between requests."""
     i = 0
-    with httpx.Client(timeout=120) as c:
-        while time.monotonic() < deadline and not rec.full():
-            name = names[i % len(names)]
-            valid, send = kinds[name]
-            start = time.monotonic()
-            try:
-                status = send(c)
-            except (httpx.HTTPError, OSError):
-                status = 0
-            rec.add((name, valid, status, time.monotonic() - start))
-            i += 1
-            if pause_s:
-                time.sleep(pause_s)
+    while time.monotonic() < deadline and not rec.full():
+        name = names[i % len(names)]
+        valid, send = kinds[name]
+        start = time.monotonic()
+        try:
+            status = send()
+        except OSError:
+            status = 0
+        rec.add((name, valid, status, time.monotonic() - start))
+        i += 1
+        if pause_s:
+            time.sleep(pause_s)
 
 
 def run_clients(specs: list[tuple[list[str], float]], kinds: Any, seconds: float, rec: Recorder) -> None:
@@ -246,7 +246,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         base = f"http://127.0.0.1:{port}/soak"
         kinds = request_kinds(base, token)
-        httpx.post(f"{base}/v1/answer", json={**QUESTION, "votes": 1}, headers={"Authorization": f"Bearer {token}"}, timeout=120)  # fmt: skip
+        http_json("POST", f"{base}/v1/answer", {**QUESTION, "votes": 1}, headers={"Authorization": f"Bearer {token}"}, timeout=120)  # fmt: skip
 
         timeline: list[tuple[float, int]] = []
         stop = threading.Event()

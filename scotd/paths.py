@@ -51,3 +51,10 @@ def fetch_target_dir(explicit: str | os.PathLike[str] | None = None) -> Path:
 def task_slug(task: str) -> str:
     """A task name as one path component of an output directory (``jsonl:a/b.jsonl`` → ``jsonl-a_b.jsonl``)."""
     return task.replace("jsonl:", "jsonl-").replace("/", "_")
+
+
+def model_display_name(model: str) -> str:
+    """How reports and the served API name a model (path, URI or hub id): its last path component,
+    or for a ``scotd distill`` export (``outputs/distill/<run>/export``) the run's directory."""
+    parts = model.rstrip("/").rsplit("/", 2)
+    return parts[-2] if len(parts) > 1 and parts[-1] == "export" and parts[-2] else parts[-1]

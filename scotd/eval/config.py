@@ -7,7 +7,7 @@ from typing import Literal
 from pydantic import Field
 
 from scotd.config import StageConfig
-from scotd.paths import task_slug
+from scotd.paths import model_display_name, task_slug
 from scotd.voting import PAPER_KS
 
 
@@ -42,7 +42,8 @@ class EvalConfig(StageConfig):
     dtype: str = Field("float32", description="float32 | bfloat16 | float16")
     out: str = Field("outputs/eval/{task}-{split}", description="output dir or URI")
     name: str | None = Field(
-        None, description="label for this model in reports (default: the model dir name)"
+        None,
+        description="label for this model in reports (default: the model dir name; a distill export's run dir)",
     )
     progress: bool = True
 
@@ -50,7 +51,4 @@ class EvalConfig(StageConfig):
         return self.out.format(task=task_slug(self.task), split=self.split)
 
     def display_name(self) -> str:
-        return (
-            self.name
-            or self.model.rstrip("/").rsplit("/", 2)[-2 if self.model.rstrip("/").endswith("export") else -1]
-        )
+        return self.name or model_display_name(self.model)

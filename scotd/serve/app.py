@@ -226,7 +226,7 @@ class AnswerAPI:
     def __init__(self, model: DeploymentHandle, cfg: dict[str, Any]) -> None:
         self.model = model
         self.cfg = ServeConfig.model_validate(cfg)
-        self.model_name = self.cfg.model.rstrip("/").rsplit("/", 1)[-1]
+        self.model_name = self.cfg.display_name()
         # The token comes from this replica's own environment (a mounted Secret on KubeRay, the
         # node's environment elsewhere), never from the deployment's arguments.
         self._token: str | None = None

@@ -7,6 +7,7 @@ from typing import Literal
 from pydantic import Field, field_validator
 
 from scotd.config import StageConfig
+from scotd.paths import model_display_name
 from scotd.tasks import task_spec
 
 
@@ -16,6 +17,11 @@ class ServeConfig(StageConfig):
     )
     task: str = Field(
         "synthetic", description="prompt layout of this task (csqa, openbookqa, quarel, synthetic)"
+    )
+    name: str | None = Field(
+        None,
+        description="the model's id in /v1/models and responses (default: as `scotd eval` names it, the "
+        "model dir name; a distill export's run dir)",
     )
     engine: Literal["auto", "hf", "vllm"] = "auto"
     dtype: str = "float32"
@@ -50,6 +56,9 @@ class ServeConfig(StageConfig):
     threads: int | None = Field(None, ge=1, description="torch threads per hf replica")
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=0, le=65535)
+
+    def display_name(self) -> str:
+        return self.name or model_display_name(self.model)
 
     @field_validator("task")
     @classmethod

@@ -13,14 +13,13 @@ import socket
 import subprocess
 import sys
 import time
-import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from scotd.httpjson import http_json
+
 RAY_BIN = str(Path(sys.executable).with_name("ray"))
-# Loopback only: never through a proxy from the environment.
-_OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 
 def free_port() -> int:
@@ -97,7 +96,6 @@ def _ready(head: LocalHead, env: dict[str, str]) -> bool:
     if head.dashboard_url is None:
         return True
     try:
-        with _OPENER.open(f"{head.dashboard_url}/api/version", timeout=5) as r:
-            return bool(r.status == 200)
+        return http_json("GET", f"{head.dashboard_url}/api/version", timeout=5).status == 200
     except OSError:
         return False

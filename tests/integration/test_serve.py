@@ -14,10 +14,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx2 as httpx
 import openai
 import pytest
 
+from scotd.httpjson import http_json
 from scotd.serve.config import ServeConfig
 
 pytestmark = [pytest.mark.ray, pytest.mark.timeout(600)]
@@ -56,24 +56,31 @@ def _deploy(model: Path, name: str, options: dict[str, Any] | None = None, **cfg
     )
 
 
+RUN = "run-x"  # plain serves the model as a `scotd distill` export: <run>/export
+
+
 @pytest.fixture(scope="module")
-def plain(always_a_model: Path, serve_port: int) -> str:
-    _deploy(always_a_model, "plain", max_votes=16)
+def plain(always_a_model: Path, serve_port: int, tmp_path_factory: pytest.TempPathFactory) -> str:
+    export = tmp_path_factory.mktemp("distill") / RUN / "export"
+    export.parent.mkdir()
+    export.symlink_to(always_a_model, target_is_directory=True)
+    _deploy(export, "plain", max_votes=16)
     return f"http://127.0.0.1:{serve_port}/plain"
 
 
 def test_answer_over_http_and_openai_client(plain: str, always_a_model: Path) -> None:
-    r = httpx.post(f"{plain}/v1/answer", json={**QUESTION, "votes": 5, "rationales": True}, timeout=60)
-    assert r.status_code == 200, r.text
-    body = r.json()
+    r = http_json("POST", f"{plain}/v1/answer", {**QUESTION, "votes": 5, "rationales": True}, timeout=60)
+    assert r.status == 200, r.text
+    body = r.body
     assert (body["answer"], body["answer_text"], body["votes"], body["samples"]) == ("a", "2", {"a": 5}, 5)
     assert body["confidence"] == 1.0 and body["unparseable"] == 0 and body["latency_ms"] > 0
+    assert body["model"] == RUN  # named as `scotd eval` names it: the run, not "export"
     assert len(body["rationales"]) == 5 and all(x["answer"] == "a" for x in body["rationales"])
-    labelled = httpx.post(
-        f"{plain}/v1/answer", json={"question": "Pick", "choices": [{"label": "a", "text": "x"}, {"label": "b", "text": "y"}], "votes": 3},
+    labelled = http_json(
+        "POST", f"{plain}/v1/answer", {"question": "Pick", "choices": [{"label": "a", "text": "x"}, {"label": "b", "text": "y"}], "votes": 3},
         timeout=60,
-    )  # fmt: skip
-    assert labelled.json()["answer"] == "a" and "rationales" not in labelled.json()
+    ).body  # fmt: skip
+    assert labelled["answer"] == "a" and "rationales" not in labelled
     client = openai.OpenAI(base_url=f"{plain}/v1", api_key="unused", max_retries=0, timeout=60)
     completion = client.completions.create(
         model="m", prompt="Q: hi?\nAnswer Choices:\n(a) x\n(b) y\nA: ", n=4, max_tokens=16
@@ -83,10 +90,9 @@ def test_answer_over_http_and_openai_client(plain: str, always_a_model: Path) ->
         model="m", messages=[{"role": "user", "content": "hi?\nAnswer Choices:\n(a) x\n(b) y"}], n=2
     )
     assert len(chat.choices) == 2
-    assert [m.id for m in client.models.list().data] == [
-        Path(plain).name if False else "always_a0"
-    ] or client.models.list().data
-    assert httpx.get(f"{plain}/healthz", timeout=10).json() == {"status": "ok"}
+    assert completion.model == chat.model == RUN
+    assert [m.id for m in client.models.list().data] == [RUN]
+    assert http_json("GET", f"{plain}/healthz", timeout=10).body == {"status": "ok"}
 
 
 @pytest.mark.parametrize(
@@ -109,22 +115,26 @@ def test_answer_over_http_and_openai_client(plain: str, always_a_model: Path) ->
     ],
 )
 def test_malformed_requests_get_422_with_a_message(plain: str, payload: dict[str, Any], needle: str) -> None:
-    r = httpx.post(f"{plain}/v1/answer", json=payload, timeout=30)
-    assert r.status_code == 422, r.text
-    message = r.json()["error"]["message"]
+    r = http_json("POST", f"{plain}/v1/answer", payload, timeout=30)
+    assert r.status == 422, r.text
+    message = r.body["error"]["message"]
     assert needle in message, message
     assert "Traceback" not in r.text
 
 
 def test_bad_json_oversized_body_and_openai_limits(plain: str) -> None:
-    r = httpx.post(
-        f"{plain}/v1/answer", content=b"{not json", headers={"content-type": "application/json"}, timeout=30
+    r = http_json(
+        "POST",
+        f"{plain}/v1/answer",
+        data=b"{not json",
+        headers={"content-type": "application/json"},
+        timeout=30,
     )
-    assert r.status_code == 422 and "Traceback" not in r.text
-    big = httpx.post(f"{plain}/v1/answer", json={**QUESTION, "question": "x" * 70_000}, timeout=30)
-    assert big.status_code == 413 and "limit is 65536" in big.json()["error"]["message"]
-    too_many = httpx.post(f"{plain}/v1/completions", json={"prompt": "Q: x\nA: ", "n": 99}, timeout=30)
-    assert too_many.status_code == 422 and "n must be at most 16" in too_many.text
+    assert r.status == 422 and "Traceback" not in r.text
+    big = http_json("POST", f"{plain}/v1/answer", {**QUESTION, "question": "x" * 70_000}, timeout=30)
+    assert big.status == 413 and "limit is 65536" in big.body["error"]["message"]
+    too_many = http_json("POST", f"{plain}/v1/completions", {"prompt": "Q: x\nA: ", "n": 99}, timeout=30)
+    assert too_many.status == 422 and "n must be at most 16" in too_many.text
 
 
 def _load(url: str, clients: int, seconds: float, votes: int = 4) -> list[tuple[int, float]]:
@@ -134,15 +144,14 @@ def _load(url: str, clients: int, seconds: float, votes: int = 4) -> list[tuple[
     deadline = time.monotonic() + seconds
 
     def worker() -> None:
-        with httpx.Client(timeout=60) as client:
-            while time.monotonic() < deadline:
-                start = time.monotonic()
-                try:
-                    status = client.post(url, json={**QUESTION, "votes": votes}).status_code
-                except httpx.HTTPError:
-                    status = 0  # a dropped or hung connection
-                with lock:
-                    results.append((status, time.monotonic() - start))
+        while time.monotonic() < deadline:
+            start = time.monotonic()
+            try:
+                status = http_json("POST", url, {**QUESTION, "votes": votes}, timeout=60).status
+            except OSError:
+                status = 0  # a dropped or hung connection
+            with lock:
+                results.append((status, time.monotonic() - start))
 
     threads = [threading.Thread(target=worker) for _ in range(clients)]
     for t in threads:
@@ -199,7 +208,7 @@ def test_crashed_replica_gives_clean_503_then_recovers(always_a_model: Path, ser
 
     _deploy(always_a_model, "crash", request_timeout_s=30)
     url = f"http://127.0.0.1:{serve_port}/crash/v1/answer"
-    assert httpx.post(url, json={**QUESTION, "votes": 2}, timeout=60).status_code == 200
+    assert http_json("POST", url, {**QUESTION, "votes": 2}, timeout=60).status == 200
     box: dict[str, list[tuple[int, float]]] = {}
     loader = threading.Thread(target=lambda: box.setdefault("r", _load(url, clients=4, seconds=8, votes=8)))
     loader.start()
@@ -216,7 +225,7 @@ def test_crashed_replica_gives_clean_503_then_recovers(always_a_model: Path, ser
     assert set(statuses) <= {200, 503}, statuses  # never a hang (0), a 500 or a stack trace
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
-        if httpx.post(url, json={**QUESTION, "votes": 2}, timeout=60).status_code == 200:
+        if http_json("POST", url, {**QUESTION, "votes": 2}, timeout=60).status == 200:
             break
         time.sleep(2)
     else:

@@ -18,10 +18,11 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
-import httpx2 as httpx
 import pytest
 
+from scotd.httpjson import HttpReply, http_json
 from scotd.serve.config import ServeConfig
 from scotd.serve.proxy_limits import CALLBACK, CALLBACK_ENV
 from tests.conftest import SERVE_TEST_TOKEN, SERVE_TEST_TOKEN_ENV
@@ -37,10 +38,10 @@ QUESTION = {
 }
 
 
-def _error(r: httpx.Response, status: int, param: str | None = None) -> str:
+def _error(r: HttpReply, status: int, param: str | None = None) -> str:
     """Assert the status and the service's error shape; the message."""
-    assert r.status_code == status, (r.status_code, r.text)
-    body = r.json()
+    assert r.status == status, (r.status, r.text)
+    body = r.body
     assert set(body) == {"error"} and set(body["error"]) == {"message", "type", "param"}, body
     assert "Traceback" not in r.text and TOKEN not in r.text
     if param is not None:
@@ -96,8 +97,8 @@ def slow(base: str, tmp_path_factory: pytest.TempPathFactory) -> str:
     return f"{base}/slow"
 
 
-def _post(url: str, payload: Any, **kw: Any) -> httpx.Response:
-    return httpx.post(url, json=payload, headers=AUTH, timeout=60, **kw)
+def _post(url: str, payload: Any) -> HttpReply:
+    return http_json("POST", url, payload, headers=AUTH, timeout=60)
 
 
 # --- temperature 0: greedy, one rationale voted once ----------------------------------------------
@@ -106,19 +107,19 @@ def _post(url: str, payload: Any, **kw: Any) -> httpx.Response:
 @pytest.mark.parametrize("temperature", [0, 1e-40, 0.009])
 def test_near_zero_temperature_is_greedy_one_vote(hostile: str, temperature: float) -> None:
     r = _post(f"{hostile}/v1/answer", {**QUESTION, "temperature": temperature, "rationales": True})
-    assert r.status_code == 200, r.text
-    body = r.json()
+    assert r.status == 200, r.text
+    body = r.body
     assert (body["answer"], body["samples"], body["votes"]) == ("a", 1, {"a": 1})
     assert len(body["rationales"]) == 1
     done = _post(
         f"{hostile}/v1/completions",
         {"prompt": "Q: x?\nAnswer Choices:\n(a) y\n(b) z\nA: ", "n": 3, "temperature": temperature},
     )
-    assert done.status_code == 200, done.text
-    texts = [c["text"] for c in done.json()["choices"]]
+    assert done.status == 200, done.text
+    texts = [c["text"] for c in done.body["choices"]]
     assert len(texts) == 3 and len(set(texts)) == 1  # n copies of the one greedy completion
     chat = _post(f"{hostile}/v1/chat/completions", {"messages": [{"role": "user", "content": "x?"}], "n": 2, "temperature": temperature})  # fmt: skip
-    assert chat.status_code == 200 and len(chat.json()["choices"]) == 2, chat.text
+    assert chat.status == 200 and len(chat.body["choices"]) == 2, chat.text
 
 
 def test_bad_neighbours_in_a_batch_hurt_only_themselves(hostile: str) -> None:
@@ -131,7 +132,7 @@ def test_bad_neighbours_in_a_batch_hurt_only_themselves(hostile: str) -> None:
     ]
     requests = [("/v1/answer", good)] * 8 + bad
     with concurrent.futures.ThreadPoolExecutor(len(requests)) as pool:
-        statuses = list(pool.map(lambda rp: _post(f"{hostile}{rp[0]}", rp[1]).status_code, requests))
+        statuses = list(pool.map(lambda rp: _post(f"{hostile}{rp[0]}", rp[1]).status, requests))
     assert statuses[:8] == [200] * 8
     assert statuses[8:] == [200, 422, 422, 200]
 
@@ -141,8 +142,8 @@ def test_bad_neighbours_in_a_batch_hurt_only_themselves(hostile: str) -> None:
 
 def test_auto_labels_skip_given_labels(hostile: str) -> None:
     r = _post(f"{hostile}/v1/answer", {"question": "Pick one", "choices": ["x", {"label": "a", "text": "y"}], "votes": 2})  # fmt: skip
-    assert r.status_code == 200, r.text
-    assert (r.json()["answer"], r.json()["answer_text"]) == ("a", "y")  # "x" was labelled b, not a second a
+    assert r.status == 200, r.text
+    assert (r.body["answer"], r.body["answer_text"]) == ("a", "y")  # "x" was labelled b, not a second a
 
 
 @pytest.mark.parametrize(
@@ -181,7 +182,7 @@ def test_over_long_prompt_is_422_at_once_and_small_requests_flow(hostile: str) -
     assert "tokens" in _error(chat, 422, "messages")
     with concurrent.futures.ThreadPoolExecutor(8) as pool:
         small = list(
-            pool.map(lambda _: _post(f"{hostile}/v1/answer", {**QUESTION, "votes": 1}).status_code, range(24))
+            pool.map(lambda _: _post(f"{hostile}/v1/answer", {**QUESTION, "votes": 1}).status, range(24))
         )
     assert small == [200] * 24
 
@@ -205,30 +206,30 @@ def test_openai_limits(hostile: str) -> None:
 def test_every_route_follows_auth_and_the_error_shape(hostile: str) -> None:
     for method, path in [("GET", "/openapi.json"), ("GET", "/v1/models"), ("POST", "/v1/answer"),
                          ("GET", "/no/such/route"), ("DELETE", "/v1/answer"), ("GET", "/docs")]:  # fmt: skip
-        r = httpx.request(method, f"{hostile}{path}", timeout=30)
+        r = http_json(method, f"{hostile}{path}", timeout=30)
         _error(r, 401)
         assert r.headers["www-authenticate"] == "Bearer"
-    wrong = httpx.get(f"{hostile}/openapi.json", headers={"Authorization": "Bearer nope"}, timeout=30)
+    wrong = http_json("GET", f"{hostile}/openapi.json", headers={"Authorization": "Bearer nope"}, timeout=30)
     _error(wrong, 401)
-    odd = httpx.get(f"{hostile}/v1/models", headers={"Authorization": b"Bearer \xff\xfe"}, timeout=30)
+    odd = http_json("GET", f"{hostile}/v1/models", headers={"Authorization": b"Bearer \xff\xfe"}, timeout=30)
     _error(odd, 401)
-    schema = httpx.get(f"{hostile}/openapi.json", headers=AUTH, timeout=30)
-    assert schema.status_code == 200 and "/v1/answer" in schema.json()["paths"]
-    _error(httpx.get(f"{hostile}/no/such/route", headers=AUTH, timeout=30), 404)
-    not_allowed = httpx.get(f"{hostile}/v1/answer", headers=AUTH, timeout=30)
+    schema = http_json("GET", f"{hostile}/openapi.json", headers=AUTH, timeout=30)
+    assert schema.status == 200 and "/v1/answer" in schema.body["paths"]
+    _error(http_json("GET", f"{hostile}/no/such/route", headers=AUTH, timeout=30), 404)
+    not_allowed = http_json("GET", f"{hostile}/v1/answer", headers=AUTH, timeout=30)
     assert "use POST" in _error(not_allowed, 405) and not_allowed.headers["allow"] == "POST"
-    _error(httpx.delete(f"{hostile}/v1/models", headers=AUTH, timeout=30), 405)
-    assert httpx.get(f"{hostile}/healthz", timeout=10).json() == {"status": "ok"}  # probes need no token
+    _error(http_json("DELETE", f"{hostile}/v1/models", headers=AUTH, timeout=30), 405)
+    assert http_json("GET", f"{hostile}/healthz", timeout=10).body == {"status": "ok"}  # probes need no token
 
 
 def _chunked_upload(url: str, total: int) -> tuple[bytes, int]:
     """POST ``total`` bytes chunked over a raw socket, stopping once a reply arrives or the server
     stops reading; (the reply's first bytes, bytes sent)."""
-    parsed = httpx.URL(url)
+    parsed = urlsplit(url)
     piece = b"x" * 65536
     sent = 0
-    with socket.create_connection((parsed.host, parsed.port), timeout=5) as sock:
-        head = (f"POST {parsed.path} HTTP/1.1\r\nHost: {parsed.host}\r\nAuthorization: Bearer {TOKEN}\r\n"
+    with socket.create_connection((parsed.hostname, parsed.port), timeout=5) as sock:
+        head = (f"POST {parsed.path} HTTP/1.1\r\nHost: {parsed.hostname}\r\nAuthorization: Bearer {TOKEN}\r\n"
                 "Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n")  # fmt: skip
         sock.sendall(head.encode())
         try:
@@ -264,11 +265,11 @@ def test_bodies_are_bounded_while_read(hostile: str) -> None:
     assert reply.startswith(b"HTTP/1.1 413"), reply[:200]
     assert b"the limit is 65536" in reply and b"Traceback" not in reply, reply
     assert sent < 16 << 20, f"the server read {sent} bytes of a 64 MiB body before answering"
-    declared = httpx.post(f"{hostile}/v1/answer", content=b"x" * (2 << 20), headers=AUTH, timeout=60)
+    declared = http_json("POST", f"{hostile}/v1/answer", data=b"x" * (2 << 20), headers=AUTH, timeout=60)
     assert "over 1048576 bytes" in _error(declared, 413)  # the proxy's own bound (proxy_limits.py)
     _error(_post(f"{hostile}/v1/answer", {**QUESTION, "question": "x" * 70_000}), 413)
     for raw in (b"{not json", b"[1, 2]", b"\xff\xfe\x00", b""):
-        _error(httpx.post(f"{hostile}/v1/answer", content=raw, headers=AUTH, timeout=30), 422)
+        _error(http_json("POST", f"{hostile}/v1/answer", data=raw, headers=AUTH, timeout=30), 422)
 
 
 def test_token_stays_out_of_logs_and_deployment_args(hostile: str, always_a_model: Path) -> None:
@@ -289,33 +290,33 @@ def test_token_stays_out_of_logs_and_deployment_args(hostile: str, always_a_mode
 
 def test_a_504_stops_the_generation_and_frees_the_slot(slow: str) -> None:
     start = time.monotonic()
-    big = httpx.post(
-        f"{slow}/v1/completions", json={"prompt": "Q: x\nA: ", "n": 32, "max_tokens": 512}, timeout=60
+    big = http_json(
+        "POST", f"{slow}/v1/completions", {"prompt": "Q: x\nA: ", "n": 32, "max_tokens": 512}, timeout=60
     )
     assert "within 2 s" in _error(big, 504)
     assert time.monotonic() - start < 8
     start = time.monotonic()
-    small = httpx.post(
-        f"{slow}/v1/completions", json={"prompt": "Q: x\nA: ", "n": 1, "max_tokens": 4}, timeout=60
+    small = http_json(
+        "POST", f"{slow}/v1/completions", {"prompt": "Q: x\nA: ", "n": 1, "max_tokens": 4}, timeout=60
     )
-    assert small.status_code == 200, small.text
+    assert small.status == 200, small.text
     # Had the big generation kept going, this one would have queued behind it and timed out too.
     assert time.monotonic() - start < 3
 
 
 def test_overload_is_a_fast_503_with_retry_after(slow: str) -> None:
-    def one(_: int) -> tuple[httpx.Response, float]:
+    def one(_: int) -> tuple[HttpReply, float]:
         start = time.monotonic()
-        r = httpx.post(
-            f"{slow}/v1/completions", json={"prompt": "Q: x\nA: ", "n": 4, "max_tokens": 128}, timeout=60
+        r = http_json(
+            "POST", f"{slow}/v1/completions", {"prompt": "Q: x\nA: ", "n": 4, "max_tokens": 128}, timeout=60
         )
         return r, time.monotonic() - start
 
     with concurrent.futures.ThreadPoolExecutor(16) as pool:
         results = list(pool.map(one, range(16)))
-    rejected = [(r, t) for r, t in results if r.status_code == 503]
-    assert rejected, [r.status_code for r, _ in results]
-    assert {r.status_code for r, _ in results} <= {200, 503, 504}
+    rejected = [(r, t) for r, t in results if r.status == 503]
+    assert rejected, [r.status for r, _ in results]
+    assert {r.status for r, _ in results} <= {200, 503, 504}
     for r, took in rejected:
         _error(r, 503)
         assert r.headers["retry-after"] == "1" and took < 2.5

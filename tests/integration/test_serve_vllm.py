@@ -10,10 +10,10 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx2 as httpx
 import pytest
 
 from scotd.generation.engines import VLLM_MAX_MODEL_LEN, vllm_available
+from scotd.httpjson import http_json
 from scotd.serve.config import ServeConfig
 
 pytestmark = [
@@ -43,26 +43,27 @@ def vllm_app(ray_session: str, always_a_model: Path) -> Iterator[str]:
 
 def test_vllm_engine_long_prompts_are_422_and_temperature_0_is_served(vllm_app: str) -> None:
     start = time.monotonic()
-    long = httpx.post(
-        f"{vllm_app}/v1/completions", json={"prompt": "Q: " + "pens " * 2000 + "\nA: ", "n": 4}, timeout=60
+    long = http_json(
+        "POST", f"{vllm_app}/v1/completions", {"prompt": "Q: " + "pens " * 2000 + "\nA: ", "n": 4}, timeout=60
     )
-    assert long.status_code == 422, long.text
-    error = long.json()["error"]
+    assert long.status == 422, long.text
+    error = long.body["error"]
     assert error["param"] == "prompt" and f"context is {VLLM_MAX_MODEL_LEN} tokens" in error["message"]
     assert time.monotonic() - start < 10
-    greedy = httpx.post(
+    greedy = http_json(
+        "POST",
         f"{vllm_app}/v1/answer",
-        json={
+        {
             "question": "Tom has 3 apples. He eats 1. How many now?",
             "choices": ["2", "3"],
             "temperature": 0,
         },
         timeout=120,
     )
-    assert greedy.status_code == 200, greedy.text
-    assert (greedy.json()["answer"], greedy.json()["samples"]) == ("a", 1)
-    copies = httpx.post(
-        f"{vllm_app}/v1/completions", json={"prompt": "Q: x\nA: ", "n": 3, "temperature": 0}, timeout=120
+    assert greedy.status == 200, greedy.text
+    assert (greedy.body["answer"], greedy.body["samples"]) == ("a", 1)
+    copies = http_json(
+        "POST", f"{vllm_app}/v1/completions", {"prompt": "Q: x\nA: ", "n": 3, "temperature": 0}, timeout=120
     )
-    assert copies.status_code == 200, copies.text
-    assert len({c["text"] for c in copies.json()["choices"]}) == 1 and len(copies.json()["choices"]) == 3
+    assert copies.status == 200, copies.text
+    assert len({c["text"] for c in copies.body["choices"]}) == 1 and len(copies.body["choices"]) == 3

@@ -13,8 +13,6 @@ import socket
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -23,6 +21,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from scotd.config import load_config
+from scotd.httpjson import http_json
 from scotd.sample.config import SampleConfig
 from scotd.sample.run import run_sample
 from scotd.teacher.ledger import Ledger
@@ -38,7 +37,6 @@ pytestmark = [
 MODEL = "tiny-teacher"
 START_TIMEOUT_S = 240
 CHAT_TEMPLATE = "{% for m in messages %}{{ m['content'] }}\n\n{% endfor %}"
-_OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 
 def _free_port() -> int:
@@ -77,14 +75,15 @@ def vllm_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
                     f"vLLM server exited ({proc.returncode}):\n{(root / 'vllm.log').read_text()[-3000:]}"
                 )
             try:
-                with _OPENER.open(f"{base_url}/models", timeout=2):
+                if http_json("GET", f"{base_url}/models", timeout=2).status == 200:
                     break
-            except (urllib.error.URLError, OSError):
-                if time.monotonic() > deadline:
-                    pytest.fail(
-                        f"vLLM server not up in {START_TIMEOUT_S}s:\n{(root / 'vllm.log').read_text()[-3000:]}"
-                    )
-                time.sleep(1)
+            except OSError:
+                pass  # not listening yet
+            if time.monotonic() > deadline:
+                pytest.fail(
+                    f"vLLM server not up in {START_TIMEOUT_S}s:\n{(root / 'vllm.log').read_text()[-3000:]}"
+                )
+            time.sleep(1)
         yield base_url
     finally:
         proc.terminate()

@@ -169,3 +169,25 @@ def _dist_name(spec: str) -> str:
     for stop in "[<>=!~; ":
         spec = spec.split(stop, 1)[0]
     return spec.strip().lower().replace("_", "-")
+
+
+# Our own HTTP calls go through scotd.httpjson (the standard library): not openai's transitive httpx,
+# nor a second client library, nor a second stdlib wrapper.
+OTHER_HTTP_CLIENTS = ("httpx", "httpx2", "requests", "urllib3", "urllib.request")
+
+
+def test_one_http_client_library() -> None:
+    found = []
+    for folder in ("scotd", "serve", "jobs", "tests", "benchmarks"):
+        for path in sorted((REPO_ROOT / folder).rglob("*.py")):
+            for node in ast.walk(ast.parse(path.read_text("utf-8"))):
+                if isinstance(node, ast.Import):
+                    names = [a.name for a in node.names]
+                elif isinstance(node, ast.ImportFrom) and not node.level and node.module:
+                    names = [node.module, *(f"{node.module}.{a.name}" for a in node.names)]
+                else:
+                    continue
+                for name in names:
+                    if any(name == c or name.startswith(f"{c}.") for c in OTHER_HTTP_CLIENTS):
+                        found.append(f"{path.relative_to(REPO_ROOT)}:{node.lineno}: {name}")
+    assert not found, f"use scotd.httpjson.http_json instead: {found}"

@@ -9,6 +9,8 @@ import pytest
 import yaml
 from pydantic import ValidationError
 
+from scotd.eval.config import EvalConfig
+from scotd.paths import model_display_name
 from scotd.serve.api import AnswerRequest, prompt_problem
 from scotd.serve.config import ServeConfig
 from scotd.serve.proxy_limits import CALLBACK, CALLBACK_ENV
@@ -130,3 +132,26 @@ def test_prompt_problem() -> None:
     assert prompt_problem(100, max_prompt_tokens=512, context_length=1024) is None
     assert "at most 512" in str(prompt_problem(513, max_prompt_tokens=512, context_length=1024))
     assert "context is 256" in str(prompt_problem(256, max_prompt_tokens=512, context_length=256))
+
+
+# --- the model's name: one rule for eval reports and the served API ---------------------------------
+
+
+@pytest.mark.parametrize(
+    ("model", "name"),
+    [
+        ("outputs/distill/run-x/export", "run-x"),  # a distill export: its run
+        ("outputs/distill/run-x/export/", "run-x"),
+        ("s3://bucket/distill/run-y/export", "run-y"),
+        ("outputs/students/tiny", "tiny"),
+        ("/abs/models/label-export", "label-export"),  # only a whole `export` component is skipped
+        ("google/t5-v1_1-base", "t5-v1_1-base"),
+        ("gpt2", "gpt2"),
+        ("export", "export"),
+    ],
+)
+def test_eval_and_serve_name_a_model_alike(model: str, name: str) -> None:
+    assert model_display_name(model) == name
+    assert EvalConfig(model=model).display_name() == ServeConfig(model=model).display_name() == name
+    assert EvalConfig(model=model, name="mine").display_name() == "mine"
+    assert ServeConfig(model=model, name="mine").display_name() == "mine"

@@ -10,24 +10,20 @@ Every wait is bounded: start-up by ``timeout_s``, shutdown by terminate-then-kil
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
 import threading
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Mapping, Sequence
 from types import TracebackType
 from typing import IO, Any
 
+from scotd.httpjson import http_json
 from scotd.teacher.sim.cli import LISTENING
 
 STOP_TIMEOUT_S = 10.0
 _POLL_S = 0.05
-# The server is on 127.0.0.1: never route to it through an HTTP proxy from the environment.
-_OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 
 class TeacherSimError(RuntimeError):
@@ -141,13 +137,11 @@ class TeacherSimProcess:
     def _wait_until_ready(self, deadline: float) -> None:
         while time.monotonic() < deadline:
             try:
-                with _OPENER.open(f"{self.base_url}/models", timeout=2):
-                    return
-            except urllib.error.HTTPError as e:
-                if e.code == 401:  # auth is on: the server is up all the same
-                    return
-            except OSError:
-                pass
+                status = http_json("GET", f"{self.base_url}/models", timeout=2).status
+            except OSError:  # not listening yet
+                status = None
+            if status is not None and (status < 400 or status == 401):  # 401: auth on, up all the same
+                return
             time.sleep(_POLL_S)
         raise self._fail(f"did not answer GET /v1/models within {self.timeout_s:g}s")
 
@@ -157,11 +151,13 @@ class TeacherSimProcess:
         return self.base_url.removesuffix("/v1")
 
     def stats(self) -> dict[str, Any]:
-        with _OPENER.open(f"{self.root_url}/stats", timeout=5) as resp:
-            result: dict[str, Any] = json.loads(resp.read())
-        return result
+        """The server's ``/stats``; an ``OSError`` when it cannot be had."""
+        reply = http_json("GET", f"{self.root_url}/stats", timeout=5)
+        if reply.status != 200 or not isinstance(reply.body, dict):
+            raise OSError(f"GET /stats answered {reply.status}: {reply.text[:200]}")
+        return reply.body
 
     def reset_stats(self) -> None:
-        request = urllib.request.Request(f"{self.root_url}/stats/reset", data=b"", method="POST")
-        with _OPENER.open(request, timeout=5):
-            pass
+        reply = http_json("POST", f"{self.root_url}/stats/reset", data=b"", timeout=5)
+        if reply.status != 200:
+            raise OSError(f"POST /stats/reset answered {reply.status}: {reply.text[:200]}")
