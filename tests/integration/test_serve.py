@@ -83,8 +83,8 @@ def test_answer_over_http_and_openai_client(plain: str, always_a_model: Path) ->
     assert labelled["answer"] == "a" and "rationales" not in labelled
     client = openai.OpenAI(base_url=f"{plain}/v1", api_key="unused", max_retries=0, timeout=60)
     completion = client.completions.create(
-        model="m", prompt="Q: hi?\nAnswer Choices:\n(a) x\n(b) y\nA: ", n=4, max_tokens=16
-    )
+        model="m", prompt="Q: hi?\nAnswer Choices:\n(a) x\n(b) y\nA: ", n=4, max_tokens=16, temperature=0.3
+    )  # sampled (not greedy), but cool enough that the tiny always-(a) model says (a) every time
     assert len(completion.choices) == 4 and all("(a)" in c.text for c in completion.choices)
     chat = client.chat.completions.create(
         model="m", messages=[{"role": "user", "content": "hi?\nAnswer Choices:\n(a) x\n(b) y"}], n=2
