@@ -14,7 +14,15 @@ from typing import Any
 
 import numpy as np
 
-from scotd.voting import PAPER_KS, any_correct_per_question, correct_at_k, unparseable_rate, vote
+from scotd.voting import (
+    ADAPTIVE_CONFIDENCE,
+    PAPER_KS,
+    adaptive_vote,
+    any_correct_per_question,
+    correct_at_k,
+    unparseable_rate,
+    vote,
+)
 
 BOOTSTRAP_SAMPLES = 1000
 
@@ -80,7 +88,36 @@ def compute_metrics(
             "unparseable_rate": round(unparseable_rate(labels), 4),
             "mean_vote_share": round(float(np.mean([vote(s).share for s in labels])), 4),
         }
+        out["adaptive"] = adaptive_metrics(labels, golds, k_drawn, seed)
     return out
+
+
+ADAPTIVE_LEVELS = (0.8, 0.9, 0.95, 0.99)  # confidence levels of the adaptive curve
+
+
+def adaptive_metrics(
+    labels: Sequence[Sequence[str | None]], golds: Sequence[str], max_votes: int, seed: int = 0
+) -> dict[str, Any]:
+    """Adaptive self-consistency replayed on the drawn votes (in their order): accuracy and the
+    votes it spent on average, at ``ADAPTIVE_CONFIDENCE`` (the headline) and each of ``ADAPTIVE_LEVELS``."""
+    curve = []
+    for level in ADAPTIVE_LEVELS:
+        runs = [adaptive_vote(s, max_votes, level) for s in labels]
+        correct = [r.vote.label == g for r, g in zip(runs, golds, strict=True)]
+        curve.append(
+            {
+                "confidence": level,
+                **_acc(correct, seed),
+                "mean_votes": round(float(np.mean([r.spent for r in runs])), 2),
+            }
+        )
+    main = next(p for p in curve if p["confidence"] == ADAPTIVE_CONFIDENCE)
+    return {
+        "max_votes": max_votes,
+        **main,
+        "votes_fraction": round(main["mean_votes"] / max_votes, 4),
+        "curve": curve,
+    }
 
 
 def per_question(rows: Iterable[dict[str, Any]], metric: str) -> dict[str, bool]:

@@ -57,6 +57,17 @@ def vote_curve_png(models: Mapping[str, Mapping[str, Any]], title: str) -> bytes
             lo = [a - 100 * curve[str(k)]["ci95"][0] for a, k in zip(acc, ks, strict=True)]
             hi = [100 * curve[str(k)]["ci95"][1] - a for a, k in zip(acc, ks, strict=True)]
             ax.errorbar(ks, acc, yerr=[lo, hi], marker="o", capsize=3, color=color, label=f"{name} (vote)")
+        adaptive = (m.get("adaptive") or {}).get("curve")
+        if adaptive:
+            xs = [p["mean_votes"] for p in adaptive]
+            ax.plot(
+                xs,
+                [100 * p["accuracy"] for p in adaptive],
+                marker="s",
+                linestyle=":",
+                color=color,
+                label=f"{name} (adaptive)",
+            )
         if m.get("greedy"):
             ax.axhline(
                 100 * m["greedy"]["accuracy"],
@@ -69,7 +80,7 @@ def vote_curve_png(models: Mapping[str, Mapping[str, Any]], title: str) -> bytes
     if all_ks:
         ax.set_xticks(sorted(all_ks), [str(k) for k in sorted(all_ks)])
         ax.minorticks_off()
-    return finish_png(fig, ax, "votes K (self-consistency)", title)
+    return finish_png(fig, ax, "votes per question (K; adaptive: average spent)", title)
 
 
 def finish_png(fig: Any, ax: Any, xlabel: str, title: str) -> bytes:
@@ -106,6 +117,14 @@ def report_markdown(name: str, metrics: Mapping[str, Any], summary: Mapping[str,
         lines += [
             f"- single-sample accuracy {100 * s['single_sample_accuracy']:.1f}%, "
             f"mean vote share of the winner {100 * s['mean_vote_share']:.1f}%",
+        ]
+    a = metrics.get("adaptive")
+    if a:
+        full = s["maj_at_k"].get(str(a["max_votes"]))
+        lines += [
+            f"- adaptive voting (stop at confidence {a['confidence']}, at most {a['max_votes']} votes): "
+            f"{accuracy_cell(a)} with {a['mean_votes']:.1f} votes on average ({100 * a['votes_fraction']:.0f}% "
+            f"of {a['max_votes']}); maj@{a['max_votes']} {accuracy_cell(full)}",
         ]
     lines += [
         f"- throughput: {summary['questions_per_s']:.2f} questions/s, "

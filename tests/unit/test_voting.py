@@ -59,3 +59,33 @@ def test_maj_at_k_stops_at_fewest_samples_and_checks_lengths() -> None:
         maj_at_k([["a"], ["b"]], ["a"])
     assert maj_at_k([], []) == {}
     assert any_correct([["a"]], [None]) == 0.0
+
+
+def test_adaptive_voting_stops_when_settled_and_never_past_the_cap() -> None:
+    from scotd.voting import adaptive_vote, leader_confidence
+
+    assert adaptive_vote(["A"] * 30, 30).spent == 4  # 1 - 2**-5 = 0.969 >= 0.95 after 4 votes
+    # A B A A A A A: confidence after each vote .75 .5 .69 .81 .89 .94 .96 -> stops at the 7th.
+    seq = ["A", "B", "A", "A", "A", "A", "A", "B", "B"]
+    assert [round(leader_confidence([seq[:i].count("A"), seq[:i].count("B")]), 2) for i in range(1, 8)] == [
+        0.75, 0.5, 0.69, 0.81, 0.89, 0.94, 0.96,
+    ]  # fmt: skip
+    got = adaptive_vote(seq, 30)
+    assert got.spent == 7 and got.vote.label == "A" and got.vote.counts == {"A": 6, "B": 1}
+    assert adaptive_vote([None] * 10, 6).spent == 6  # nothing parses: the whole budget, no answer
+    assert adaptive_vote([None] * 10, 6).vote.label is None
+
+
+def test_adaptive_voting_with_only_the_exact_rule_agrees_with_exhaustive_voting() -> None:
+    import random
+
+    from scotd.voting import adaptive_vote, vote
+
+    rng = random.Random(0)
+    saved = 0
+    for _ in range(300):
+        seq = [rng.choice(["A", "A", "A", "B", "C", None]) for _ in range(30)]
+        exact = adaptive_vote(seq, 30, confidence=1.1)  # > 1: only "cannot be overtaken" stops early
+        assert exact.vote.label == vote(seq).label and exact.spent <= 30
+        saved += 30 - exact.spent
+    assert saved > 0  # the exact rule does stop early on some sequences
