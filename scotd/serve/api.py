@@ -13,13 +13,13 @@ from __future__ import annotations
 
 import re
 import string
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, field_validator
 
 from scotd import prompts
 from scotd.generation.engines import GREEDY_BELOW, Generation, is_greedy
-from scotd.parsing import parse_choices, parse_label_only
+from scotd.parsing import ParsedAnswer, parse_choices, parse_label_only
 from scotd.serve.config import ServeConfig
 from scotd.tasks.schema import Example
 from scotd.voting import vote
@@ -58,7 +58,14 @@ class AnswerRequest(BaseModel):
     choices: list[ChoiceItem] = Field(
         description="answer choices: strings (labelled a, b, ... skipping given labels) or {label, text}"
     )
-    votes: int | None = Field(None, description="K sampled rationales to vote over")
+    votes: int | Literal["auto"] | None = Field(
+        None,
+        description='K sampled rationales to vote over, or "auto": draw votes in rounds and stop once the '
+        "answer is settled (adaptive self-consistency), at most max_votes",
+    )
+    max_votes: int | None = Field(
+        None, ge=1, description='cap of "auto" votes (default: the server\'s max_votes)'
+    )
     temperature: float | None = Field(None, ge=0, le=2)
     rationales: bool = Field(False, description="return every rationale with its parsed answer")
 
@@ -113,17 +120,27 @@ class AnswerRequest(BaseModel):
                 )
             elif not text.strip().isprintable():  # a line break would forge the prompt's layout
                 errors.append((f"choices.{i}", f"choice {i} contains a line break or control character"))
-        k = self.votes if self.votes is not None else cfg.default_votes
-        if not 1 <= k <= cfg.max_votes:
-            errors.append(("votes", f"votes must be between 1 and {cfg.max_votes}, got {k}"))
+        if self.votes == "auto":
+            cap = self.max_votes or cfg.max_votes
+            if cap > cfg.max_votes:
+                errors.append(("max_votes", f"max_votes must be at most {cfg.max_votes}, got {cap}"))
+        else:
+            k = self.votes if self.votes is not None else cfg.default_votes
+            if not 1 <= k <= cfg.max_votes:
+                errors.append(("votes", f"votes must be between 1 and {cfg.max_votes}, got {k}"))
+            if self.max_votes is not None:
+                errors.append(("max_votes", 'max_votes caps "auto" votes; with a fixed K, give votes alone'))
         return errors
 
-    def sampling(self, cfg: ServeConfig) -> tuple[int, float]:
-        """``(K, temperature)`` to generate with: greedy decoding is one rationale, voted once."""
+    def sampling(self, cfg: ServeConfig) -> tuple[int, float, bool]:
+        """``(K, temperature, adaptive)`` to generate with: greedy decoding is one rationale, voted
+        once; ``adaptive``: K is the cap, drawn in rounds until the vote is settled."""
         temperature = cfg.default_temperature if self.temperature is None else self.temperature
         if is_greedy(temperature):
-            return 1, 0.0
-        return (self.votes if self.votes is not None else cfg.default_votes), temperature
+            return 1, 0.0, False
+        if self.votes == "auto":
+            return self.max_votes or cfg.max_votes, temperature, True
+        return (self.votes if self.votes is not None else cfg.default_votes), temperature, False
 
     def example(self, task: str) -> Example:
         pairs = [
@@ -142,12 +159,16 @@ def prompt_problem(prompt_tokens: int, *, max_prompt_tokens: int, context_length
     return None
 
 
+def parse_all(example: Example, generations: list[Generation], label_only: bool) -> list[ParsedAnswer]:
+    parse = parse_label_only if label_only else parse_choices
+    return [parse(g.text, example.choices) for g in generations]
+
+
 def answer(
     example: Example, generations: list[Generation], *, label_only: bool, with_rationales: bool, model: str
 ) -> dict[str, Any]:
     """Parse and vote K generations into the ``/v1/answer`` response body."""
-    parse = parse_label_only if label_only else parse_choices
-    parsed = [parse(g.text, example.choices) for g in generations]
+    parsed = parse_all(example, generations, label_only)
     result = vote([p.label for p in parsed])
     body: dict[str, Any] = {
         "answer": result.label,

@@ -37,7 +37,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from scotd import storage
 from scotd.generation.engines import Generation, build_engine, is_greedy
-from scotd.serve.api import AnswerRequest, answer, chat_prompt, prompt_for, prompt_problem
+from scotd.serve.api import AnswerRequest, answer, chat_prompt, parse_all, prompt_for, prompt_problem
 from scotd.serve.config import ServeConfig
 from scotd.serve.guards import (
     RETRY_AFTER_S,
@@ -49,6 +49,8 @@ from scotd.serve.guards import (
     unauthorized,
 )
 from scotd.serve.model_files import ModelInfo, check_model, load_model_info
+from scotd.tasks.schema import Example
+from scotd.voting import adaptive_vote, settled, vote
 
 log = logging.getLogger("ray.serve")
 BodyT = TypeVar("BodyT", bound=BaseModel)
@@ -313,8 +315,13 @@ class AnswerAPI:
             return error(422, "; ".join(m for _, m in problems), param=problems[0][0])
         start = time.perf_counter()
         example = body.example(self.cfg.task)
-        k, temperature = body.sampling(self.cfg)
-        gens = await self._generate(prompt_for(example), k, temperature, self.cfg.max_new_tokens, "question")
+        k, temperature, adaptive = body.sampling(self.cfg)
+        if adaptive:
+            gens: tuple[list[Generation], int] | JSONResponse = await self._adaptive(example, k, temperature)
+        else:
+            gens = await self._generate(
+                prompt_for(example), k, temperature, self.cfg.max_new_tokens, "question"
+            )
         if isinstance(gens, JSONResponse):
             return gens
         result = answer(
@@ -324,7 +331,32 @@ class AnswerAPI:
             with_rationales=body.rationales,
             model=self.model_name,
         )
-        return {**result, "latency_ms": round(1000 * (time.perf_counter() - start), 1)}
+        extra = {"votes_spent": len(gens[0]), "max_votes": k} if adaptive else {}
+        return {**result, **extra, "latency_ms": round(1000 * (time.perf_counter() - start), 1)}
+
+    async def _adaptive(
+        self, example: Example, cap: int, temperature: float
+    ) -> tuple[list[Generation], int] | JSONResponse:
+        """Votes in rounds of ``adaptive_round`` until the vote is settled (``voting.settled``) or
+        ``cap`` votes are drawn; the generations actually voted on (trimmed to where it settled)."""
+        drawn: list[Generation] = []
+        tokens = 0
+        while len(drawn) < cap:
+            n = min(self.cfg.adaptive_round, cap - len(drawn))
+            got = await self._generate(
+                prompt_for(example), n, temperature, self.cfg.max_new_tokens, "question"
+            )
+            if isinstance(got, JSONResponse):
+                return got
+            drawn += got[0]
+            tokens = got[1]
+            labels = [p.label for p in parse_all(example, drawn, self.cfg.label_only)]
+            spent = adaptive_vote(labels, cap, self.cfg.adaptive_confidence).spent
+            if spent < len(drawn) or settled(
+                _counts(labels[:spent]), spent, cap, self.cfg.adaptive_confidence
+            ):
+                return drawn[:spent], tokens
+        return drawn, tokens
 
     @api.post("/v1/completions")
     async def completions(self, request: Request) -> Any:
@@ -421,3 +453,7 @@ def build_app(
 def app_builder(args: dict[str, Any]) -> serve.Application:
     """Entry point for ``serve run`` / ``serve deploy`` config files (``args`` are ``ServeConfig`` fields)."""
     return build_app(ServeConfig.model_validate(args))
+
+
+def _counts(labels: list[str | None]) -> list[int]:
+    return list(vote(labels).counts.values())

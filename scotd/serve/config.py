@@ -28,6 +28,10 @@ class ServeConfig(StageConfig):
     label_only: bool = Field(False, description="the model answers with the label alone")
     default_votes: int = Field(10, ge=1)
     max_votes: int = Field(32, ge=1, description="upper bound of K per request")
+    adaptive_round: int = Field(4, ge=1, description='"votes": "auto": rationales drawn per round')
+    adaptive_confidence: float = Field(
+        0.95, gt=0, le=1, description='"votes": "auto": stop when the leader leads with this confidence'
+    )
     default_temperature: float = Field(0.7, ge=0, le=2)
     max_new_tokens: int = Field(128, ge=1)
     max_question_chars: int = Field(2000, ge=1)

@@ -81,6 +81,9 @@ def test_answer_over_http_and_openai_client(plain: str, always_a_model: Path) ->
         timeout=60,
     ).body  # fmt: skip
     assert labelled["answer"] == "a" and "rationales" not in labelled
+    auto = http_json("POST", f"{plain}/v1/answer", {**QUESTION, "votes": "auto"}, timeout=60).body
+    # The always-(a) model agrees with itself: settled after the first round of 4 (cap 16).
+    assert (auto["answer"], auto["votes_spent"], auto["max_votes"], auto["samples"]) == ("a", 4, 16, 4)
     client = openai.OpenAI(base_url=f"{plain}/v1", api_key="unused", max_retries=0, timeout=60)
     completion = client.completions.create(
         model="m", prompt="Q: hi?\nAnswer Choices:\n(a) x\n(b) y\nA: ", n=4, max_tokens=16, temperature=0.3

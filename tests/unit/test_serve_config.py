@@ -117,15 +117,34 @@ def test_auto_labels_never_collide_and_labels_are_checked() -> None:
 
 
 @pytest.mark.parametrize(
-    ("temperature", "expected"), [(0, (1, 0.0)), (1e-40, (1, 0.0)), (0.5, (7, 0.5)), (None, (7, 0.7))]
+    ("temperature", "expected"),
+    [(0, (1, 0.0, False)), (1e-40, (1, 0.0, False)), (0.5, (7, 0.5, False)), (None, (7, 0.7, False))],
 )
 def test_near_zero_temperature_is_one_greedy_vote(
-    temperature: float | None, expected: tuple[int, float]
+    temperature: float | None, expected: tuple[int, float, bool]
 ) -> None:
     req = AnswerRequest.model_validate(
         {"question": "q", "choices": ["x", "y"], "votes": 7, "temperature": temperature}
     )
     assert req.sampling(ServeConfig()) == expected
+
+
+def test_auto_votes_are_capped_and_checked() -> None:
+    cfg = ServeConfig(max_votes=16)
+    auto = AnswerRequest.model_validate({"question": "q", "choices": ["x", "y"], "votes": "auto"})
+    assert auto.sampling(cfg) == (16, 0.7, True) and auto.validate_limits(cfg) == []
+    capped = AnswerRequest.model_validate(
+        {"question": "q", "choices": ["x", "y"], "votes": "auto", "max_votes": 8}
+    )
+    assert capped.sampling(cfg) == (8, 0.7, True)
+    too_many = AnswerRequest.model_validate(
+        {"question": "q", "choices": ["x", "y"], "votes": "auto", "max_votes": 17}
+    )
+    assert [k for k, _ in too_many.validate_limits(cfg)] == ["max_votes"]
+    fixed = AnswerRequest.model_validate({"question": "q", "choices": ["x", "y"], "votes": 3, "max_votes": 8})
+    assert [k for k, _ in fixed.validate_limits(cfg)] == ["max_votes"]
+    with pytest.raises(ValidationError):
+        AnswerRequest.model_validate({"question": "q", "choices": ["x", "y"], "votes": "all"})
 
 
 def test_prompt_problem() -> None:
