@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from scotd.config import StageConfig
 from scotd.paths import model_display_name, task_slug
+from scotd.tasks import splits_of
 from scotd.voting import PAPER_KS
 
 
@@ -16,7 +17,10 @@ class EvalConfig(StageConfig):
         "outputs/distill/synthetic/export", description="HF model dir (a `scotd distill` export)"
     )
     task: str = Field("synthetic", description="csqa | openbookqa | quarel | synthetic | jsonl:PATH")
-    split: Literal["train", "validation", "test"] = "test"
+    split: Literal["train", "validation", "test", "contrast", "ood"] = Field(
+        "test",
+        description="contrast, ood: the synthetic task's robustness probes (minimal edits, more steps)",
+    )
     limit: int | None = Field(None, ge=1, description="first N questions")
     data_dir: str | None = None
     seed: int = 0
@@ -46,6 +50,12 @@ class EvalConfig(StageConfig):
         description="label for this model in reports (default: the model dir name; a distill export's run dir)",
     )
     progress: bool = True
+
+    @model_validator(mode="after")
+    def _split_of_task(self) -> EvalConfig:
+        if self.split not in splits_of(self.task):
+            raise ValueError(f"split {self.split!r}: {self.task} has {', '.join(splits_of(self.task))}")
+        return self
 
     def out_dir(self) -> str:
         return self.out.format(task=task_slug(self.task), split=self.split)

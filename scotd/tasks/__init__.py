@@ -57,9 +57,16 @@ def task_spec(name: str) -> TaskSpec:
         raise UnknownTask(f"unknown task {name!r}; choose one of {', '.join(task_names())}") from None
 
 
-def check_split(split: str) -> None:
-    if split not in SPLITS:
-        raise ValueError(f"unknown split {split!r}; choose one of {', '.join(SPLITS)}")
+def splits_of(name: str) -> tuple[str, ...]:
+    """The splits task ``name`` has: train / validation / test, and the synthetic task's probes."""
+    return (*SPLITS, *synthetic.EXTRA_SPLITS) if name == synthetic.SPEC.name else SPLITS
+
+
+def check_split(split: str, name: str = "") -> None:
+    if split not in splits_of(name):
+        raise ValueError(
+            f"unknown split {split!r} for {name or 'this task'}; choose one of {', '.join(splits_of(name))}"
+        )
 
 
 def load_task(
@@ -74,7 +81,7 @@ def load_task(
 
     Raises ``UnknownTask``, ``ValueError`` (bad split) or ``DataUnavailable``.
     """
-    check_split(split)
+    check_split(split, name)
     if name.startswith("jsonl:"):
         return generic.load(name.removeprefix("jsonl:"), split, limit=limit)
     spec = task_spec(name)

@@ -22,6 +22,11 @@ arithmetic signature (start and steps, not the name, object or wording), indepen
 and ``generate`` skips candidates of other splits. So no question text — not even the same
 arithmetic in other words — appears in two splits, for any seeds. The i-th example depends only
 on ``(seed, split, i)``, so a shorter run is a prefix of a longer one.
+
+Two evaluation-only splits probe robustness (in the spirit of the paper's contrast sets, §3.4):
+``contrast`` — the i-th test problem minimally edited so that its answer changes (one operand
+changed, or one step's operation flipped; same name, object and wording otherwise); ``ood`` —
+problems with 5–6 steps, more than any training problem has.
 """
 
 from __future__ import annotations
@@ -38,13 +43,15 @@ from scotd.tasks.schema import Example
 SPEC = TaskSpec(
     name="synthetic", files={}, folder="", hub_id="", hub_config="", label_case="lower", answer_format="text"
 )
-DEFAULT_SIZES = {"train": 1000, "validation": 300, "test": 300}
+DEFAULT_SIZES = {"train": 1000, "validation": 300, "test": 300, "contrast": 300, "ood": 300}
+EXTRA_SPLITS = ("contrast", "ood")  # evaluation only: see the module docstring
 LABELS = ("a", "b", "c", "d", "e")
 
 START_RANGE = (2, 20)
 OPERAND_RANGE = (1, 9)
 VALUE_RANGE = (0, 30)
 STEP_COUNTS = (2, 3, 4)
+OOD_STEP_COUNTS = (5, 6)
 # Share of arithmetic signatures per split (out of 10 hash buckets).
 _SPLIT_BUCKETS = {"train": range(0, 6), "validation": range(6, 8), "test": range(8, 10)}
 # Bounded search for a candidate of the wanted split: each draw lands there with p >= 0.2.
@@ -188,13 +195,13 @@ def split_of(problem: Problem) -> str:
     return next(split for split, buckets in _SPLIT_BUCKETS.items() if bucket in buckets)
 
 
-def sample_problem(rng: random.Random) -> Problem:
+def sample_problem(rng: random.Random, step_counts: tuple[int, ...] = STEP_COUNTS) -> Problem:
     """One random problem within the design's ranges (any split)."""
     name = rng.choice(sorted(NAMES))
     value = rng.randint(*START_RANGE)
     start = value
     steps: list[Step] = []
-    for _ in range(rng.choice(STEP_COUNTS)):
+    for _ in range(rng.choice(step_counts)):
         ops = [
             op
             for op in "+-"
@@ -238,13 +245,53 @@ def make_example(problem: Problem, rng: random.Random, *, id_: str, split: str) 
     )
 
 
-def _example(split: str, i: int, seed: int) -> Example:
+def _problem(split: str, i: int, seed: int) -> tuple[Problem, random.Random]:
     for draw in range(_MAX_DRAWS):
         rng = random.Random(f"scotd-synthetic:{seed}:{split}:{i}:{draw}")
         problem = sample_problem(rng)
         if split_of(problem) == split:
-            return make_example(problem, rng, id_=f"syn-{split}-{i:06d}", split=split)
+            return problem, rng
     raise RuntimeError(f"no {split} problem in {_MAX_DRAWS} draws (split buckets misconfigured?)")
+
+
+def _in_range(problem: Problem) -> bool:
+    return all(VALUE_RANGE[0] <= v <= VALUE_RANGE[1] for v in running_values(problem))
+
+
+def minimal_edits(problem: Problem) -> list[Problem]:
+    """Every problem one edit away whose answer differs: one operand moved by 1 or 2 (within 1..9),
+    or one step's operation flipped (its phrasing swapped for the same-position one of the other
+    operation); running values stay in range."""
+    answer = solve(problem)
+    out = []
+    for j, step in enumerate(problem.steps):
+        flipped = _BY_OP["-" if step.op == "+" else "+"][_BY_OP[step.op].index(step.phrasing)]
+        candidates = [Step(step.phrasing, step.amount + d) for d in (-2, -1, 1, 2)] + [
+            Step(flipped, step.amount)
+        ]
+        for new in candidates:
+            if not OPERAND_RANGE[0] <= new.amount <= OPERAND_RANGE[1]:
+                continue
+            edited = Problem(
+                problem.name, problem.pronoun, problem.obj, problem.start,
+                (*problem.steps[:j], new, *problem.steps[j + 1 :]),
+            )  # fmt: skip
+            if _in_range(edited) and solve(edited) != answer:
+                out.append(edited)
+    return out
+
+
+def _example(split: str, i: int, seed: int) -> Example:
+    id_ = f"syn-{split}-{i:06d}"
+    if split == "contrast":
+        problem, _ = _problem("test", i, seed)
+        rng = random.Random(f"scotd-synthetic:{seed}:contrast:{i}")
+        return make_example(rng.choice(minimal_edits(problem)), rng, id_=id_, split=split)
+    if split == "ood":
+        rng = random.Random(f"scotd-synthetic:{seed}:ood:{i}")
+        return make_example(sample_problem(rng, OOD_STEP_COUNTS), rng, id_=id_, split=split)
+    problem, rng = _problem(split, i, seed)
+    return make_example(problem, rng, id_=id_, split=split)
 
 
 def generate(split: str, n: int, seed: int = 0) -> list[Example]:
@@ -252,8 +299,10 @@ def generate(split: str, n: int, seed: int = 0) -> list[Example]:
 
     Raises ``ValueError`` for an unknown split or a negative ``n``.
     """
-    if split not in _SPLIT_BUCKETS:
-        raise ValueError(f"unknown split {split!r}; choose one of {', '.join(_SPLIT_BUCKETS)}")
+    if split not in _SPLIT_BUCKETS and split not in EXTRA_SPLITS:
+        raise ValueError(
+            f"unknown split {split!r}; choose one of {', '.join([*_SPLIT_BUCKETS, *EXTRA_SPLITS])}"
+        )
     if n < 0:
         raise ValueError(f"n must be >= 0, got {n}")
     return [_example(split, i, seed) for i in range(n)]

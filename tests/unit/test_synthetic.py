@@ -153,3 +153,23 @@ def test_the_shared_parser_maps_the_value_to_its_choice() -> None:
     assert parse_answer(f"{chain.rationale} {ANSWER_MARKER} {chain.value}", ex).label == ex.gold
     absent = next(v for v in range(100) if str(v) not in {t for _, t in ex.choices})
     assert parse_answer(f"{chain.rationale} {ANSWER_MARKER} {absent}", ex).label is None
+
+
+def test_contrast_questions_are_test_questions_one_edit_away_with_another_answer() -> None:
+    tests, contrasts = syn.generate("test", 60), syn.generate("contrast", 60)
+    for t, c in zip(tests, contrasts, strict=True):
+        a, b = syn.parse_question(t.question), syn.parse_question(c.question)
+        assert a is not None and b is not None
+        assert (a.name, a.obj, a.start, len(a.steps)) == (b.name, b.obj, b.start, len(b.steps))
+        assert sum(x != y for x, y in zip(a.steps, b.steps, strict=True)) == 1  # exactly one step edited
+        assert syn.solve(a) != syn.solve(b) and c.choice_text(c.gold) == str(syn.solve(b))
+        assert all(0 <= v <= 30 for v in syn.running_values(b))
+
+
+def test_ood_questions_have_more_steps_than_any_training_question() -> None:
+    train_steps = {len(syn.parse_question(e.question).steps) for e in syn.generate("train", 200)}  # type: ignore[union-attr]
+    ood = [syn.parse_question(e.question) for e in syn.generate("ood", 50)]
+    assert max(train_steps) == 4 and all(p is not None and len(p.steps) in (5, 6) for p in ood)
+    assert load_task("synthetic", "ood", limit=3).examples[0].split == "ood"
+    with pytest.raises(ValueError, match="contrast"):
+        load_task("csqa", "contrast", limit=1)
