@@ -474,8 +474,9 @@ class PipelineRun:
     def students_uri(self) -> str:
         return self.location.child(self.STUDENTS).uri
 
-    def evaluation_uri(self, student: str) -> str:
-        return self.location.child(self.EVALS).child(student).uri
+    def evaluation_uri(self, student: str, probe: str | None = None) -> str:
+        """``eval/<student>`` on the test split; ``eval/<student>@<probe>`` on a robustness probe."""
+        return self.location.child(self.EVALS).child(f"{student}@{probe}" if probe else student).uri
 
     def results(self) -> dict[str, Any] | None:
         return _read_json(self.location, self.RESULTS)

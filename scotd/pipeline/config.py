@@ -57,6 +57,11 @@ class PipelineConfig(StageConfig):
         default_factory=lambda: [1], description="smaller N to train students on too (the N ablation)"
     )
     label_only: bool = Field(True, description="also train the label-only baseline")
+    probe_splits: list[Literal["contrast", "ood"]] = Field(
+        default_factory=list,
+        description="also score every student on these robustness probes (synthetic task: contrast = "
+        "minimally edited test questions, ood = more steps than training)",
+    )
     out: str = Field("outputs/pipeline/demo", description="run directory (path or URI)")
     teacher_base_url: str | None = Field(
         None, description="OpenAI-compatible teacher; unset = start the embedded scotd teacher-sim"
@@ -91,6 +96,8 @@ class PipelineConfig(StageConfig):
     @model_validator(mode="after")
     def _sections(self) -> PipelineConfig:
         """Validate every stage's section now, so a typo fails before any teacher call."""
+        for split in self.probe_splits:
+            self.eval_config("", "", "", False, split)  # the task must have the probe
         if any(k >= self.n for k in self.n_ablation):
             raise ValueError(f"n_ablation {self.n_ablation} must be below n={self.n}")
         self.distill_config("", "")  # each section, validated by its stage's own model
@@ -141,7 +148,9 @@ class PipelineConfig(StageConfig):
         defaults = {**(TINY_RECIPE if tiny else {}), "seed": self.seed}
         return self.distill.build(defaults, {"corpus": corpus, "out": out, "label_only": label_only})
 
-    def eval_config(self, model: str, out: str, name: str, label_only: bool) -> EvalConfig:
+    def eval_config(
+        self, model: str, out: str, name: str, label_only: bool, split: str | None = None
+    ) -> EvalConfig:
         defaults = {
             "votes": 30,
             # Two engine actors: on a CPU machine each gets one core (vLLM/torch run one thread per
@@ -152,7 +161,7 @@ class PipelineConfig(StageConfig):
         owned = {
             "model": model,
             "task": self.task,
-            "split": self.eval_split,
+            "split": split or self.eval_split,
             "limit": self.eval_questions,
             "data_dir": self.data_dir,
             "out": out,
@@ -197,3 +206,4 @@ class Outcome:
     training_set: TrainingSet
     run: StudentRun
     evaluation: Evaluation
+    probes: dict[str, Evaluation] = field(default_factory=dict)  # split -> the same student scored there

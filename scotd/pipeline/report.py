@@ -103,6 +103,10 @@ def assemble(
             "eval": evaluated[s.key],
             "eval_reused": o.evaluation.reused,
         }
+        if o.probes:
+            students[s.key]["probes"] = {
+                split: headline_metric(p.as_result(), cfg.setting)[1] for split, p in o.probes.items()
+            }
     metric, _ = headline_metric(next(iter(evaluated.values())), cfg.setting)
     reused = {"teacher"} if (teacher.requests_this_run or {}).get("made") == 0 else set()
     for o in outcomes:
@@ -110,6 +114,7 @@ def assemble(
             reused.add(f"distill:{o.student.key}")
         if o.evaluation.reused:
             reused.add(f"eval:{o.student.key}")
+        reused |= {f"eval:{o.student.key}@{split}" for split, p in o.probes.items() if p.reused}
     return {
         "run": {
             "task": cfg.task,
@@ -268,6 +273,27 @@ def _paper_table(results: Mapping[str, Any]) -> list[str]:
     return lines
 
 
+def _probe_table(results: Mapping[str, Any]) -> list[str]:
+    """Headline accuracy on the test split beside the robustness probes (contrast, ood), per student."""
+    students = results["students"]
+    splits = sorted({split for s in students.values() for split in s.get("probes", {})})
+    if not splits:
+        return []
+    metric = results["headline"]["metric"]
+    head = f"| student | {results['run']['eval_split']} | " + " | ".join(splits) + " |"
+    rows = ["", f"## Robustness probes ({metric}, %)", "", head, "|---|" + "---|" * (1 + len(splits))]
+    for s in students.values():
+        test_cell = accuracy_cell(headline_metric(s["eval"], results["run"]["setting"])[1])
+        cells = [accuracy_cell(s.get("probes", {}).get(split)) for split in splits]
+        rows.append(f"| {s['label']} | {test_cell} | " + " | ".join(cells) + " |")
+    return [
+        *rows,
+        "",
+        "contrast: each test question minimally edited so that its answer changes; "
+        "ood: more reasoning steps than any training question.",
+    ]
+
+
 def report_markdown(results: Mapping[str, Any]) -> str:
     run, teacher = results["run"], results["teacher"]
     students = results["students"]
@@ -290,6 +316,7 @@ def report_markdown(results: Mapping[str, Any]) -> str:
         *[f"- {line}" for line in headline_lines(results)],
         *_paper_table(results),
         "",
+        *_probe_table(results),
         "## Self-consistency",
         "",
         f"![vote curve]({PipelineRun.VOTE_CURVE})",

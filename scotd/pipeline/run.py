@@ -158,7 +158,12 @@ def _run_pipeline(cfg: PipelineConfig, out: PipelineRun) -> dict[str, Any]:
     outcomes = []
     for s in plan:
         with clock.stage(f"eval:{s.key}"):
-            outcomes.append(Outcome(s, sets[s.key], runs[s.key], _evaluate(cfg, s, runs[s.key], out)))
+            evaluation = _evaluate(cfg, s, runs[s.key], out)
+        probes: dict[str, Evaluation] = {}
+        for split in cfg.probe_splits:
+            with clock.stage(f"eval:{s.key}@{split}"):
+                probes[split] = _evaluate(cfg, s, runs[s.key], out, split)
+        outcomes.append(Outcome(s, sets[s.key], runs[s.key], evaluation, probes))
     previous = (out.results() or {}).get("run")
     metric, _ = headline_metric(outcomes[0].evaluation.metrics, cfg.setting)
     correct = {o.student.key: per_question(o.evaluation.predictions(), metric) for o in outcomes}
@@ -208,11 +213,15 @@ def _training_bar(run: StudentRun, max_steps: int, label: str, enabled: bool) ->
             refresh(bar)
 
 
-def _evaluate(cfg: PipelineConfig, s: Student, run: StudentRun, out: PipelineRun) -> Evaluation:
-    """Evaluate one student, or reuse its finished evaluation of the same model with the same settings."""
+def _evaluate(
+    cfg: PipelineConfig, s: Student, run: StudentRun, out: PipelineRun, probe: str | None = None
+) -> Evaluation:
+    """Evaluate one student (on the test split, or a probe), or reuse its finished evaluation of the
+    same model with the same settings."""
     from scotd.eval.run import run_eval
 
-    ecfg = cfg.eval_config(run.export_uri, out.evaluation_uri(s.key), s.label, s.label_only)
+    where = out.evaluation_uri(s.key, probe)
+    ecfg = cfg.eval_config(run.export_uri, where, s.label, s.label_only, probe)
     assert run.summary is not None
     identity = {
         "model_fingerprint": run.summary.fingerprint,

@@ -53,6 +53,7 @@ def _results(
     setting: str,
     scores: dict[str, tuple[float, float]],
     correct: dict[str, dict[str, bool]] | None = None,
+    probes: dict[str, dict[str, float]] | None = None,
 ) -> dict[str, Any]:
     cfg = PipelineConfig(task=task, setting=setting, n_ablation=[1])
     plan = students(cfg)
@@ -81,6 +82,10 @@ def _results(
                 TrainingSet("c", "c/train.parquet", "balanced", "cot", 900, "0", CorpusSummary(**corpus)),
                 StudentRun(f"runs/{s.key}", DistillSummary(**train)),
                 Evaluation(f"eval/{s.key}", metrics, summary),
+                {
+                    split: Evaluation(f"eval/{s.key}@{split}", {"greedy": _acc(acc)}, summary)
+                    for split, acc in (probes or {}).get(s.key, {}).items()
+                },
             )
         )
     times = {"teacher": 30.0, "distill:scotd": 200.0}
@@ -155,3 +160,14 @@ def test_targets_are_judged_by_the_paired_test_when_predictions_are_given() -> N
         and lo["paired"]["p_value"] == 0.0078
         and lo["target_met"] is True
     )
+
+
+def test_probes_sit_beside_the_test_split(tmp_path: Path) -> None:
+    scores = {"scotd": (0.9, 0.9), "scotd_n1": (0.8, 0.8), "label_only": (0.85, 0.8)}
+    probes = {k: {"contrast": 0.6 if k == "label_only" else 0.9, "ood": 0.5} for k in scores}
+    r = _results("synthetic", "supervised", scores, probes=probes)
+    assert r["students"]["label_only"]["probes"]["contrast"]["accuracy"] == 0.6
+    write_report(PipelineRun(str(tmp_path)), r)
+    report = (tmp_path / "report.md").read_text()
+    assert "## Robustness probes (greedy, %)" in report and "| student | test | contrast | ood |" in report
+    assert "| label-only | 85.0 [80.0, 90.0] | 60.0 [55.0, 65.0] | 50.0 [45.0, 55.0] |" in report
