@@ -460,13 +460,15 @@ class PipelineRun:
     REPORT: ClassVar[str] = "report.md"
     VOTE_CURVE: ClassVar[str] = "vote_curve.png"
     N_ABLATION: ClassVar[str] = "n_ablation.png"
+    GRID: ClassVar[str] = "experiment.png"  # an experiment's conditions
 
     @property
     def location(self) -> storage.Location:
         return storage.location(self.uri)
 
-    def teacher_uri(self) -> str:
-        return self.location.child(self.TEACHER).uri
+    def teacher_uri(self, variant: str = "") -> str:
+        """``teacher/``, or ``teacher-<variant>/`` for another teacher of the same experiment."""
+        return self.location.child(f"{self.TEACHER}-{variant}" if variant else self.TEACHER).uri
 
     def training_set_uri(self, student: str) -> str:
         return self.location.child(self.CORPORA).child(student).uri

@@ -42,6 +42,10 @@ STAGES: dict[str, tuple[str, str]] = {
         "scotd.pipeline.cli",
         "the whole method in one command (embedded teacher + synthetic task by default)",
     ),
+    "experiment": (
+        "scotd.pipeline.experiment_cli",
+        "a grid of students from one teacher ledger: N curve, data scaling, down-sampling, ...",
+    ),
 }
 
 

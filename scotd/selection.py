@@ -14,6 +14,7 @@ down-sampling of the filtered chains to K (``random``, ``diverse``, ``likelihood
 
 from __future__ import annotations
 
+import hashlib
 import random
 import re
 from collections import Counter, defaultdict
@@ -39,6 +40,7 @@ DROP_DUP_EXACT = "duplicate_exact"
 DROP_DUP_NEAR = "duplicate_near"
 DROP_VARIANT = "variant_one_per_question"
 DROP_SUBSAMPLE = "beyond_selection"
+DROP_QUESTION_FRACTION = "question_not_in_fraction"
 
 
 @dataclass(frozen=True)
@@ -51,6 +53,7 @@ class CorpusSpec:
     select: Strategy = "first"
     seed: int = 0
     embedder: str = "tfidf"
+    question_fraction: float = 1.0  # data scaling: this share of the questions (nested across fractions)
 
 
 @dataclass
@@ -108,6 +111,11 @@ def build(rows: list[dict[str, Any]], spec: CorpusSpec) -> tuple[list[dict[str, 
     by_q: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for r in rows:
         by_q[r["example_id"]].append(r)
+    if spec.question_fraction < 1.0:
+        keep = question_subset(list(by_q), spec.question_fraction, spec.seed)
+        drops[DROP_QUESTION_FRACTION] += sum(len(g) for q, g in by_q.items() if q not in keep)
+        by_q = defaultdict(list, {q: g for q, g in by_q.items() if q in keep})
+        rows = [r for g in by_q.values() for r in g]
     stats = CorpusStats(samples_in=sum(1 for r in rows if r.get("error") is None), questions_in=len(by_q))
     labeled = [r for r in rows if r.get("error") is None and r.get("correct") is not None]
     if labeled:
@@ -162,6 +170,13 @@ def build(rows: list[dict[str, Any]], spec: CorpusSpec) -> tuple[list[dict[str, 
         stats.unique_rationales_per_question = round(sum(len(v) for v in per_q.values()) / len(per_q), 3)
         stats.distinct_2 = round(distinct_n(r["rationale"] for r in out), 4)
     return out, stats
+
+
+def question_subset(ids: list[str], fraction: float, seed: int = 0) -> set[str]:
+    """``fraction`` of the question ids by a seeded hash order: a smaller fraction's subset is
+    inside every larger one's (the paper's data-scaling curve grows one set of questions)."""
+    ranked = sorted(ids, key=lambda q: hashlib.sha256(f"scotd-questions-{seed}:{q}".encode()).hexdigest())
+    return set(ranked[: max(1, round(fraction * len(ranked)))]) if ranked else set()
 
 
 def _selected_stats(stats: CorpusStats, kept_by_q: dict[str, list[dict[str, Any]]]) -> None:

@@ -36,6 +36,12 @@ class CorpusConfig(StageConfig):
     )
     seed: int = Field(0, description="seed of random picks (random, diverse, open-ended)")
     variant: Literal["cot", "label-only", "greedy"] = "cot"
+    question_fraction: float = Field(
+        1.0,
+        gt=0,
+        le=1,
+        description="keep this share of the questions (seeded; smaller shares nest in larger)",
+    )
 
     @model_validator(mode="after")
     def _k_for_selection(self) -> CorpusConfig:

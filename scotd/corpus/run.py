@@ -21,14 +21,15 @@ def run_corpus(cfg: CorpusConfig) -> TrainingSet:
 def _run_corpus(cfg: CorpusConfig) -> TrainingSet:
     samples = TeacherSamples.locate(cfg.input)
     spec = CorpusSpec(
-        cfg.mode,
-        cfg.dedup,
-        cfg.near_threshold,
-        cfg.per_example,
-        cfg.variant,
-        cfg.select,
-        cfg.seed,
-        cfg.embedder,
+        mode=cfg.mode,
+        dedup=cfg.dedup,
+        near_threshold=cfg.near_threshold,
+        per_example=cfg.per_example,
+        variant=cfg.variant,
+        select=cfg.select,
+        seed=cfg.seed,
+        embedder=cfg.embedder,
+        question_fraction=cfg.question_fraction,
     )
     train, stats = build(samples.rows(), spec)  # raises SubsampleError (a ValueError) before writing
     out = storage.location(cfg.out_dir())

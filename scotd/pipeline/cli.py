@@ -54,5 +54,9 @@ def run(args: argparse.Namespace) -> int:
     print(results_table({s["label"]: s["eval"] for s in results["students"].values()}))
     for line in headline_lines(results):
         print(f"- {line}")
+    if results.get("grid"):
+        from scotd.pipeline.report import grid_section
+
+        print("\n".join(grid_section(results)[5:]))
     print(f"\ntotal {results['run']['wall_s']:.0f} s; report: {cfg.out}/{PipelineRun.REPORT}")
     return 0

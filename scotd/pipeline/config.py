@@ -12,7 +12,8 @@ from typing import Any, Literal
 from pydantic import Field, field_validator, model_validator
 
 from scotd.artifacts import Evaluation, StudentRun, TrainingSet
-from scotd.config import StageConfig, StageSection
+from scotd.config import ConfigSection, StageConfig, StageSection, validate_section
+from scotd.corpus.config import CorpusConfig
 from scotd.distill.config import TINY_RECIPE, DistillConfig
 from scotd.eval.config import EvalConfig
 from scotd.sample.config import SampleConfig
@@ -36,6 +37,28 @@ class EvalSection(StageSection[EvalConfig]):
     owned = ("model", "task", "split", "limit", "data_dir", "out", "name", "label_only", "progress")
 
 
+class StudentSpec(ConfigSection):
+    """One condition of an experiment: a student recipe (``students:`` in an experiment config)."""
+
+    key: str = Field(
+        pattern=r"^[a-z0-9][a-z0-9_.]*$", description="directory name of its corpus and evaluation"
+    )
+    label: str = Field(description="its name in the report")
+    x: float | str | None = Field(
+        None, description="its place on the experiment's figure (N, a fraction, ...)"
+    )
+    corpus: dict[str, Any] = Field(
+        default_factory=dict, description="`scotd corpus` fields: per_example, select, question_fraction, ..."
+    )
+    label_only: bool = Field(False, description="the label-only baseline (no rationale)")
+    teacher_error_rate: float | None = Field(
+        None,
+        ge=0,
+        le=1,
+        description="the embedded teacher at this per-step error rate (teacher-quality grids)",
+    )
+
+
 class PipelineConfig(StageConfig):
     task: str = Field("synthetic", description="csqa | openbookqa | quarel | synthetic | jsonl:PATH")
     data_dir: str | None = Field(
@@ -57,6 +80,21 @@ class PipelineConfig(StageConfig):
         default_factory=lambda: [1], description="smaller N to train students on too (the N ablation)"
     )
     label_only: bool = Field(True, description="also train the label-only baseline")
+    students: list[StudentSpec] = Field(
+        default_factory=list,
+        description="an experiment's students (conditions); empty = SCoTD with N, the N ablation, label-only",
+    )
+    seeds: list[int] = Field(
+        default_factory=list,
+        description="train (and vote-sample) every student once per seed; empty = [seed]",
+    )
+    reference: str | None = Field(
+        None, description="the condition the others are compared to (default: the first)"
+    )
+    x_label: str = Field("", description="what the experiment's figure puts on its x axis")
+    teacher_error_rate: float | None = Field(
+        None, ge=0, le=1, description="the embedded teacher's per-step error rate (unset: its default)"
+    )
     probe_splits: list[Literal["contrast", "ood"]] = Field(
         default_factory=list,
         description="also score every student on these robustness probes (synthetic task: contrast = "
@@ -96,6 +134,7 @@ class PipelineConfig(StageConfig):
     @model_validator(mode="after")
     def _sections(self) -> PipelineConfig:
         """Validate every stage's section now, so a typo fails before any teacher call."""
+        self._check_students()
         for split in self.probe_splits:
             self.eval_config("", "", "", False, split)  # the task must have the probe
         if any(k >= self.n for k in self.n_ablation):
@@ -113,6 +152,24 @@ class PipelineConfig(StageConfig):
             )
         self.sample_config("http://127.0.0.1/v1", self.out + "/teacher")
         return self
+
+    def _check_students(self) -> None:
+        keys = [s.key for s in self.students]
+        if len(set(keys)) != len(keys):
+            raise ValueError(f"students: keys must be unique, got {keys}")
+        if self.reference is not None and self.reference not in keys:
+            raise ValueError(
+                f"reference {self.reference!r} is not a student key ({', '.join(keys) or 'none'})"
+            )
+        if self.students and {"n_ablation", "label_only"} & self.model_fields_set:
+            raise ValueError(
+                "n_ablation and label_only shape the default plan; with students, list each student"
+            )
+        rates = [self.teacher_error_rate, *(s.teacher_error_rate for s in self.students)]
+        if self.teacher_base_url and any(r is not None for r in rates):
+            raise ValueError("teacher_error_rate sets the embedded teacher; unset teacher_base_url to use it")
+        for s in self.students:
+            validate_section(CorpusConfig, {"input": "x", "out": "x", **s.corpus}, f"students.{s.key}.corpus")
 
     def sample_config(self, base_url: str, out: str) -> SampleConfig:
         """The teacher stage: the top-level fields, the ``sample:`` section, and the endpoint to use."""
@@ -143,13 +200,23 @@ class PipelineConfig(StageConfig):
         """The students' training recipe (every student trains with it, on its own training set)."""
         return self.distill_config("", "")
 
-    def distill_config(self, corpus: str, out: str, label_only: bool = False) -> DistillConfig:
+    def distill_config(
+        self, corpus: str, out: str, label_only: bool = False, seed: int | None = None
+    ) -> DistillConfig:
+        """A student's training config; ``seed`` (an experiment's) overrides the recipe's."""
         tiny = self.distill.values.get("student", "tiny") == "tiny"
         defaults = {**(TINY_RECIPE if tiny else {}), "seed": self.seed}
-        return self.distill.build(defaults, {"corpus": corpus, "out": out, "label_only": label_only})
+        owned: dict[str, Any] = {"corpus": corpus, "out": out, "label_only": label_only}
+        return self.distill.build(defaults, owned if seed is None else {**owned, "seed": seed})
 
     def eval_config(
-        self, model: str, out: str, name: str, label_only: bool, split: str | None = None
+        self,
+        model: str,
+        out: str,
+        name: str,
+        label_only: bool,
+        split: str | None = None,
+        seed: int | None = None,
     ) -> EvalConfig:
         defaults = {
             "votes": 30,
@@ -169,17 +236,21 @@ class PipelineConfig(StageConfig):
             "label_only": label_only,
             "progress": self.progress,
         }
-        return self.eval.build(defaults, owned)
+        return self.eval.build(defaults, owned if seed is None else {**owned, "seed": seed})
 
 
 @dataclass(frozen=True)
 class Student:
     """One student of the comparison: its corpus recipe and how it is reported."""
 
-    key: str  # directory name: scotd, scotd_n1, label_only
+    key: str  # directory name: scotd, scotd_n1, label_only (experiments: the condition, -s<seed> past the first)
     label: str  # name in the report: "SCoTD (N=30)"
     n: int | None  # teacher chains per question it learns from (None: labels only)
     corpus: dict[str, Any] = field(default_factory=dict)
+    condition: str = ""  # the experiment's condition (the key without the seed); "" in the default plan
+    seed: int | None = None  # training and vote-sampling seed (None: the pipeline's)
+    teacher: str = ""  # the teacher variant it learns from ("" = the pipeline's teacher)
+    x: float | str | None = None  # where it sits on the experiment's figure
 
     @property
     def label_only(self) -> bool:
@@ -187,7 +258,25 @@ class Student:
 
 
 def students(cfg: PipelineConfig) -> list[Student]:
+    """The default plan (SCoTD with N, each N of the ablation, label-only), or the experiment's
+    conditions, once per seed."""
     mode = "balanced" if cfg.setting == "supervised" else "all"
+    if cfg.students:
+        seeds = cfg.seeds or [cfg.seed]
+        return [
+            Student(
+                key=spec.key if i == 0 else f"{spec.key}-s{seed}",
+                label=spec.label,
+                n=None if spec.label_only else int(spec.corpus.get("per_example") or cfg.n),
+                corpus={"mode": mode, "variant": "label-only" if spec.label_only else "cot", **spec.corpus},
+                condition=spec.key,
+                seed=seed,
+                teacher=teacher_variant(spec.teacher_error_rate),
+                x=spec.x,
+            )
+            for spec in cfg.students
+            for i, seed in enumerate(seeds)
+        ]
     plan = [Student("scotd", f"SCoTD (N={cfg.n})", cfg.n, {"mode": mode, "variant": "cot"})]
     for k in cfg.n_ablation:
         plan.append(
@@ -196,6 +285,11 @@ def students(cfg: PipelineConfig) -> list[Student]:
     if cfg.label_only:
         plan.append(Student("label_only", "label-only", None, {"mode": mode, "variant": "label-only"}))
     return plan
+
+
+def teacher_variant(error_rate: float | None) -> str:
+    """The teacher directory suffix of an embedded-teacher variant ("" = the configured teacher)."""
+    return "" if error_rate is None else f"error{error_rate:g}"
 
 
 @dataclass(frozen=True)

@@ -127,6 +127,7 @@ def assemble(
             "student": cfg.recipe.student,
             "max_steps": cfg.recipe.max_steps,
             "out": cfg.out,
+            "x_label": cfg.x_label,
             "finished_at": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
             "wall_s": total_s,
             "stage_s": dict(stage_s),
@@ -139,6 +140,7 @@ def assemble(
             "comparisons": _comparisons(cfg, [o.student for o in outcomes], evaluated, correct or {}),
         },
         "paper": paper_reference(cfg.task, cfg.setting),
+        **({"grid": _grid(cfg, outcomes, evaluated)} if cfg.students else {}),
     }
 
 
@@ -153,9 +155,12 @@ def _comparisons(
     All students answer the same test questions, so the difference is tested paired (McNemar's
     exact test, a paired bootstrap interval of the difference) when the per-question results are
     given; a target is met when the difference reaches it and p < 0.05."""
-    main = plan[0].key
+    plan = [s for s in plan if s.key == (s.condition or s.key)]  # an experiment's first seed of each
+    main = cfg.reference or plan[0].key
     comparisons = {}
-    for s in plan[1:]:
+    for s in plan:
+        if s.key == main:
+            continue
         target = (
             TARGETS["label_only"]
             if s.label_only
@@ -176,6 +181,32 @@ def _comparisons(
                 c["target_met"] = c["diff_points"] >= target and significant
             comparisons[f"{main}_vs_{s.key}"] = c
     return comparisons
+
+
+def _grid(
+    cfg: PipelineConfig, outcomes: Sequence[Outcome], evaluated: Mapping[str, Mapping[str, Any]]
+) -> dict[str, Any]:
+    """An experiment's conditions: the headline accuracy of each seed, their mean and spread."""
+    grid: dict[str, Any] = {}
+    for o in outcomes:
+        s = o.student
+        cell = grid.setdefault(
+            s.condition,
+            {
+                "label": s.label,
+                "x": s.x,
+                "n": s.n,
+                "corpus": o.training_set.summary.to_dict() if o.training_set.summary else {},
+                "seeds": {},
+            },
+        )
+        _, acc = headline_metric(evaluated[s.key], cfg.setting)
+        cell["seeds"][str(s.seed)] = acc["accuracy"] if acc else None
+    for cell in grid.values():
+        accs = [a for a in cell["seeds"].values() if a is not None]
+        cell["mean"] = round(sum(accs) / len(accs), 4) if accs else None
+        cell["spread"] = [min(accs), max(accs)] if accs else None
+    return grid
 
 
 def _computed_times(
@@ -273,6 +304,71 @@ def _paper_table(results: Mapping[str, Any]) -> list[str]:
     return lines
 
 
+def grid_section(results: Mapping[str, Any]) -> list[str]:
+    """An experiment's table: each condition's headline accuracy per seed, mean and spread, and
+    the paired comparison with the reference condition."""
+    grid = results.get("grid")
+    if not grid:
+        return []
+    metric = results["headline"]["metric"]
+    comparisons = results["headline"]["comparisons"]
+    lines = [
+        "",
+        f"## Experiment ({metric}, %)",
+        "",
+        f"![experiment]({PipelineRun.GRID})",
+        "",
+        "| condition | x | training rows | per seed | mean [min, max] | vs reference (paired) |",
+        "|---|---|---|---|---|---|",
+    ]
+    for key, cell in grid.items():
+        seeds = " / ".join("–" if a is None else f"{100 * a:.1f}" for a in cell["seeds"].values())
+        mean = (
+            "–"
+            if cell["mean"] is None
+            else f"{100 * cell['mean']:.1f} [{100 * cell['spread'][0]:.1f}, {100 * cell['spread'][1]:.1f}]"
+        )
+        c = next((v for k, v in comparisons.items() if k.endswith(f"_vs_{key}")), None)
+        vs = "reference" if c is None else (
+            f"{c['paired']['diff_points']:+.1f} (p={c['paired']['p_value']:.3g})" if "paired" in c else f"{c['diff_points']:+.1f}"
+        )  # fmt: skip
+        rows = cell["corpus"].get("kept", "–")
+        lines.append(
+            f"| {cell['label']} | {'' if cell['x'] is None else cell['x']} | {rows} | {seeds} | {mean} | {vs} |"
+        )
+    return lines
+
+
+def grid_png(results: Mapping[str, Any]) -> bytes:
+    """The experiment's figure: mean accuracy per condition (numeric x: a line; else bars), the
+    seeds' spread as error bars and each seed as a dot."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    grid = results["grid"]
+    cells = [c for c in grid.values() if c["mean"] is not None]
+    numeric = all(isinstance(c["x"], int | float) for c in cells)
+    xs = [c["x"] if numeric else i for i, c in enumerate(cells)]
+    means = [100 * c["mean"] for c in cells]
+    err = [
+        [m - 100 * c["spread"][0] for m, c in zip(means, cells, strict=True)],
+        [100 * c["spread"][1] - m for m, c in zip(means, cells, strict=True)],
+    ]
+    fig, ax = plt.subplots(figsize=(6.4, 4.2), dpi=120)
+    if numeric:
+        ax.errorbar(xs, means, yerr=err, marker="o", capsize=3, label="mean over seeds")
+    else:
+        ax.bar(xs, means, yerr=err, capsize=3, alpha=0.7, label="mean over seeds")
+        ax.set_xticks(xs, [c["label"] for c in cells], rotation=20)
+    for x, c in zip(xs, cells, strict=True):
+        seeds = [100 * a for a in c["seeds"].values() if a is not None]
+        ax.scatter([x] * len(seeds), seeds, s=10, color="k", alpha=0.5)
+    title = f"{results['run']['task']}: {results['headline']['metric']} by condition"
+    return finish_png(fig, ax, results["run"].get("x_label") or "condition", title)
+
+
 def _probe_table(results: Mapping[str, Any]) -> list[str]:
     """Headline accuracy on the test split beside the robustness probes (contrast, ood), per student."""
     students = results["students"]
@@ -316,6 +412,7 @@ def report_markdown(results: Mapping[str, Any]) -> str:
         *[f"- {line}" for line in headline_lines(results)],
         *_paper_table(results),
         "",
+        *grid_section(results),
         *_probe_table(results),
         "## Self-consistency",
         "",
@@ -408,6 +505,8 @@ def write_report(out: PipelineRun, results: Mapping[str, Any]) -> None:
     title = f"self-consistency on {results['run']['task']}/{results['run']['eval_split']}"
     storage.write_bytes(loc, out.VOTE_CURVE, vote_curve_png(models, title))
     storage.write_bytes(loc, out.N_ABLATION, n_ablation_png(results))
+    if results.get("grid"):
+        storage.write_bytes(loc, out.GRID, grid_png(results))
 
 
 def rebuild_report(out_dir: str) -> dict[str, Any]:

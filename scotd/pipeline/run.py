@@ -27,7 +27,15 @@ from collections.abc import Iterator
 from typing import Any
 
 from scotd import storage
-from scotd.artifacts import ArtifactMissing, Evaluation, PipelineRun, SampleSummary, StudentRun, TrainingSet
+from scotd.artifacts import (
+    ArtifactMissing,
+    Evaluation,
+    PipelineRun,
+    SampleSummary,
+    StudentRun,
+    TeacherSamples,
+    TrainingSet,
+)
 from scotd.config import load_config, write_resolved
 from scotd.corpus.config import CorpusConfig
 from scotd.corpus.run import run_corpus
@@ -38,8 +46,9 @@ log = logging.getLogger(__name__)
 
 
 @contextlib.contextmanager
-def teacher_endpoint(cfg: PipelineConfig) -> Iterator[str]:
-    """The configured teacher, or the embedded one for the duration of the teacher stage."""
+def teacher_endpoint(cfg: PipelineConfig, error_rate: float | None = None) -> Iterator[str]:
+    """The configured teacher, or the embedded one (at ``error_rate`` per step, when given) for the
+    duration of the teacher stage."""
     if cfg.teacher_base_url:
         yield cfg.teacher_base_url
         return
@@ -51,6 +60,9 @@ def teacher_endpoint(cfg: PipelineConfig) -> Iterator[str]:
     # other nodes can reach (on a one-machine cluster that is 127.0.0.1 again).
     host = ray.util.get_node_ip_address() if os.environ.get("RAY_ADDRESS") else "127.0.0.1"
     args = ["--latency-base-ms", "20", "--latency-per-token-ms", "0.2"]
+    rate = error_rate if error_rate is not None else cfg.teacher_error_rate
+    if rate is not None:
+        args += ["--error-rate", str(rate)]
     # The embedded teacher needs no provider key: blank it in the server's environment (it would
     # otherwise inherit the driver's), and the sampler sends none (PipelineConfig.sample_config).
     no_keys = {name: "" for name in dict.fromkeys([cfg.api_key_env, "OPENAI_API_KEY"]) if name}
@@ -132,25 +144,23 @@ def _run_pipeline(cfg: PipelineConfig, out: PipelineRun) -> dict[str, Any]:
 
     if not cfg.dry_run:  # a dry run only prices the teacher stage: no cluster time
         init_ray(quiet=not cfg.ray_logs)
-    with clock.stage("teacher"), teacher_endpoint(cfg) as base_url:
-        from scotd.sample.run import run_sample
-
-        samples = run_sample(cfg.sample_config(base_url, out.teacher_uri()))
+    plan = students(cfg)
+    teachers: dict[str, TeacherSamples] = {}
+    for variant in dict.fromkeys(s.teacher for s in plan):
+        with clock.stage(f"teacher-{variant}" if variant else "teacher"):
+            teachers[variant] = _sample(cfg, out, variant, next(s for s in plan if s.teacher == variant))
+    samples = teachers[plan[0].teacher]
     if not isinstance(samples.summary, SampleSummary):  # a dry run: the estimate is the result
         return {"teacher": samples.summary.to_dict() if samples.summary else {}}
-    if not samples.summary.complete:
-        raise RuntimeError(
-            f"the teacher stage is incomplete ({samples.summary.budget_stop or 'see its summary.json'}); "
-            "nothing was trained. Re-run the same command to resume: paid answers are kept."
-        )
-    plan = students(cfg)
     sets: dict[str, TrainingSet] = {}
     with clock.stage("corpora"):
         for s in plan:
-            ccfg = load_config(
-                CorpusConfig, overrides={"input": samples.uri, "out": out.training_set_uri(s.key), **s.corpus}
-            )
-            sets[s.key] = run_corpus(ccfg)
+            where = out.training_set_uri(s.condition or s.key)
+            if where not in {t.uri for t in sets.values()}:  # an experiment's seeds share their corpus
+                overrides = {"input": teachers[s.teacher].uri, "out": where, **s.corpus}
+                sets[s.key] = run_corpus(load_config(CorpusConfig, overrides=overrides))
+            else:
+                sets[s.key] = next(t for t in sets.values() if t.uri == where)
     runs: dict[str, StudentRun] = {}
     for s in plan:
         with clock.stage(f"distill:{s.key}"):
@@ -172,10 +182,25 @@ def _run_pipeline(cfg: PipelineConfig, out: PipelineRun) -> dict[str, Any]:
     return results
 
 
+def _sample(cfg: PipelineConfig, out: PipelineRun, variant: str, s: Student) -> TeacherSamples:
+    """The teacher stage for one teacher (an experiment may compare several); must be complete."""
+    from scotd.sample.run import run_sample
+
+    rate = next((x.teacher_error_rate for x in cfg.students if x.key == s.condition), None)
+    with teacher_endpoint(cfg, rate) as base_url:
+        samples = run_sample(cfg.sample_config(base_url, out.teacher_uri(variant)))
+    if isinstance(samples.summary, SampleSummary) and not samples.summary.complete:
+        raise RuntimeError(
+            f"the teacher stage is incomplete ({samples.summary.budget_stop or 'see its summary.json'}); "
+            "nothing was trained. Re-run the same command to resume: paid answers are kept."
+        )
+    return samples
+
+
 def _distill(cfg: PipelineConfig, s: Student, training: TrainingSet, out: PipelineRun) -> StudentRun:
     from scotd.distill.run import run_distill, student_run
 
-    dcfg = cfg.distill_config(training.uri, out.students_uri(), label_only=s.label_only)
+    dcfg = cfg.distill_config(training.uri, out.students_uri(), label_only=s.label_only, seed=s.seed)
     with _training_bar(student_run(dcfg, training), dcfg.max_steps, s.label, enabled=cfg.progress):
         return run_distill(dcfg)
 
@@ -221,7 +246,7 @@ def _evaluate(
     from scotd.eval.run import run_eval
 
     where = out.evaluation_uri(s.key, probe)
-    ecfg = cfg.eval_config(run.export_uri, where, s.label, s.label_only, probe)
+    ecfg = cfg.eval_config(run.export_uri, where, s.label, s.label_only, probe, s.seed)
     assert run.summary is not None
     identity = {
         "model_fingerprint": run.summary.fingerprint,

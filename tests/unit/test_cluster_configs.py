@@ -84,7 +84,7 @@ def _config_class(path: Path) -> type[StageConfig]:
     return next((cls for p, cls in by_prefix.items() if path.name.startswith(p)), PipelineConfig)
 
 
-@pytest.mark.parametrize("path", sorted((REPO / "jobs" / "configs").glob("*.yaml")), ids=_rel)
+@pytest.mark.parametrize("path", sorted((REPO / "jobs" / "configs").rglob("*.yaml")), ids=_rel)
 def test_job_configs_validate(path: Path) -> None:
     load_config(_config_class(path), path)
 

@@ -16,7 +16,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 # Each job is named after its stage; the two old names still run (deprecated aliases).
-STAGES = ("sample", "corpus", "distill", "eval", "pipeline")
+STAGES = ("sample", "corpus", "distill", "eval", "pipeline", "experiment")
 JOBS = {**{s: s for s in STAGES}, "sample_teacher": "sample", "evaluate": "eval"}
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from typing import Any
 
 import pytest
@@ -84,3 +85,19 @@ def test_corpus_build_counts_what_selection_dropped_and_records_it() -> None:
     assert stats.kept_per_question == {"mean": 2.0, "min": 2, "max": 2} and stats.mean_logprob == -0.05
     first, _ = build(rows, CorpusSpec(mode="correct", per_example=2))  # the N ablation: unchanged
     assert {r["sample_index"] for r in first} == {0, 1} and len(first) == 6
+
+
+def test_question_fractions_nest_and_drop_whole_questions() -> None:
+    from scotd.selection import DROP_QUESTION_FRACTION, question_subset
+
+    ids = [f"q{i}" for i in range(50)]
+    sets = [question_subset(ids, f) for f in (0.2, 0.4, 0.6, 0.8, 1.0)]
+    assert [len(s) for s in sets] == [10, 20, 30, 40, 50]
+    assert all(a <= b for a, b in itertools.pairwise(sets))
+    rows = [
+        {"example_id": q, "sample_index": i, "rationale": f"r {q} {i}", "pred_label": "A", "gold": "A",
+         "correct": True, "error": None}
+        for q in ids[:10] for i in range(3)
+    ]  # fmt: skip
+    train, stats = build(rows, CorpusSpec(mode="correct", question_fraction=0.5))
+    assert stats.questions_kept == 5 and stats.dropped[DROP_QUESTION_FRACTION] == 15 and len(train) == 15
