@@ -1,10 +1,13 @@
-"""`scotd pipeline` end to end at reduced size: embedded teacher → corpora → 3 students → eval → report.
+"""`scotd experiment` end to end at reduced size: embedded teacher → corpora → 3 students → eval
+(test split and the contrast probe) → report with the grid, paired comparisons and figures.
 
-A real subprocess as a user runs it, on the session's local Ray cluster; then a re-run that must
-buy nothing, train nothing and reuse every evaluation, and one that redoes exactly the evaluation
-whose outputs were removed. (At this size — 120 steps — the students are too undertrained for
-SCoTD's win over label-only to hold reliably, so the test checks structure and reuse, not the win;
-the full-size demo's numbers are in the README.)
+The three students are the demo's (SCoTD with N=30, N=1, label-only), written as an experiment
+config, so one run covers the pipeline's stages and the experiment runner (`scotd pipeline` itself
+runs end to end in test_ray_job_submit). A real subprocess as a user runs it, on the session's local
+Ray cluster; then a re-run that must buy nothing, train nothing and reuse every evaluation, and one
+that redoes exactly the evaluation whose outputs were removed. (At this size — 120 steps — the
+students are too undertrained for SCoTD's win over label-only to hold reliably, so the test checks
+structure and reuse, not the win; the full-size demo's numbers are in the README.)
 """
 
 from __future__ import annotations
@@ -26,7 +29,13 @@ SMALL = {
     "train_questions": 120,
     "eval_questions": 40,
     "n": 30,
-    "n_ablation": [1],
+    "students": [
+        {"key": "scotd", "label": "SCoTD (N=30)", "x": 30},
+        {"key": "scotd_n1", "label": "SCoTD (N=1)", "x": 1, "corpus": {"per_example": 1}},
+        {"key": "label_only", "label": "label-only", "label_only": True},
+    ],
+    "x_label": "N",
+    "probe_splits": ["contrast"],
     "distill": {
         "max_steps": 120,
         "checkpoint_every_steps": 60,
@@ -40,7 +49,7 @@ SMALL = {
 
 def _pipeline(config: Path, out: Path) -> tuple[subprocess.CompletedProcess[str], dict[str, Any]]:
     proc = subprocess.run(
-        [sys.executable, "-m", "scotd", "pipeline", "--config", str(config), "--out", str(out)],
+        [sys.executable, "-m", "scotd", "experiment", "--config", str(config), "--out", str(out)],
         capture_output=True,
         text=True,
         timeout=780,
@@ -74,6 +83,12 @@ def test_demo_pipeline_small_then_resume(ray_address: str, tmp_path: Path) -> No
         assert set(e["sampled"]["maj_at_k"]) == {"1", "3", "5"}
         assert 0.0 <= e["greedy"]["accuracy"] <= 1.0 and not s["eval_reused"]
     assert set(r["headline"]["comparisons"]) == {"scotd_vs_scotd_n1", "scotd_vs_label_only"}
+    for c in r["headline"]["comparisons"].values():  # paired on the same 40 questions
+        assert c["paired"]["questions"] == 40 and 0.0 <= c["paired"]["p_value"] <= 1.0
+    assert list(r["grid"]) == ["scotd", "scotd_n1", "label_only"] and r["grid"]["scotd_n1"]["x"] == 1
+    for s in students.values():
+        assert 0.0 <= s["probes"]["contrast"]["accuracy"] <= 1.0
+        assert 1 <= s["eval"]["adaptive"]["mean_votes"] <= 5
     assert r["run"]["wall_s"] >= sum(r["run"]["stage_s"].values()) * 0.99
 
     report = (out / "report.md").read_text()
@@ -86,11 +101,13 @@ def test_demo_pipeline_small_then_resume(ray_address: str, tmp_path: Path) -> No
         "SCoTD (N=30) vs label-only:",
         "![vote curve](vote_curve.png)",
         "![N ablation](n_ablation.png)",
+        "## Experiment (greedy, %)",
+        "## Robustness probes (greedy, %)",
         "## Training",
         "| **total** |",
     ):
         assert part in report, part
-    for png in ("vote_curve.png", "n_ablation.png"):
+    for png in ("vote_curve.png", "n_ablation.png", "experiment.png"):
         assert (out / png).read_bytes()[:4] == b"\x89PNG"
     assert "| model | greedy | maj@1 | maj@3 | maj@5 |" in first.stdout
 
