@@ -77,15 +77,20 @@ def student_prompt(example: Example) -> str:
     return f"{question_block(example)}\nA: "
 
 
-def target_text(rationale: str, answer: str) -> str:
-    """The student's target: ``<rationale> So the answer is: <answer>`` plus the blank-line stop."""
+def target_text(rationale: str, answer: str, answer_first: bool = False) -> str:
+    """The student's target: ``<rationale> So the answer is: <answer>`` plus the blank-line stop.
+
+    ``answer_first`` (the rationale-order ablation): ``So the answer is: <answer>`` on its own line,
+    then the rationale; the shared parser reads both (the answer ends at the line break)."""
     rationale = rationale.strip()
+    if answer_first and rationale:
+        return f"{ANSWER_MARKER} {answer}\n{rationale}{STOP}"
     sep = " " if rationale else ""
     return f"{rationale}{sep}{ANSWER_MARKER} {answer}{STOP}"
 
 
-def student_target(example: Example, rationale: str, label: str) -> str:
-    return target_text(rationale, answer_string(example, label))
+def student_target(example: Example, rationale: str, label: str, answer_first: bool = False) -> str:
+    return target_text(rationale, answer_string(example, label), answer_first)
 
 
 def label_only_target(example: Example, label: str) -> str:

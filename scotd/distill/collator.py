@@ -44,7 +44,9 @@ class Encoded:
     status: EncodeStatus
 
 
-def texts_for_row(row: Mapping[str, Any], label_only: bool = False) -> tuple[str, str]:
+def texts_for_row(
+    row: Mapping[str, Any], label_only: bool = False, answer_first: bool = False
+) -> tuple[str, str]:
     """``(prompt, target)`` for a ``scotd corpus`` training row.
 
     The target is the label-only one when ``label_only`` or when the row has no rationale
@@ -55,7 +57,7 @@ def texts_for_row(row: Mapping[str, Any], label_only: bool = False) -> tuple[str
     label = str(row["label"])
     if label_only or not rationale.strip():
         return student_prompt(example), label_only_target(example, label)
-    return student_prompt(example), student_target(example, rationale, label)
+    return student_prompt(example), student_target(example, rationale, label, answer_first)
 
 
 def encode_pair(

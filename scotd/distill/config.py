@@ -39,6 +39,10 @@ class DistillConfig(StageConfig):
     )
     student: str = Field("tiny", description="tiny | hub id (facebook/opt-1.3b) | local dir | s3:// URI")
     label_only: bool = Field(False, description="train the label-only baseline on the same questions")
+    target_order: Literal["rationale-first", "answer-first"] = Field(
+        "rationale-first",
+        description="the target's layout: the rationale then the answer (the paper), or the answer first",
+    )
     seed: int = 0
     max_length: int = Field(512, ge=8, description="tokens per sequence (prompt + target + EOS)")
     append_eos: bool = Field(True, description="end every target with the tokenizer's EOS token")
@@ -157,6 +161,8 @@ def run_fingerprint(cfg: DistillConfig, corpus_uri: str, corpus_digest: str = ""
     identity["corpus_digest"] = corpus_digest
     if cfg.student != "tiny":
         identity.pop("tiny")
+    if cfg.target_order == "rationale-first":  # the default since before the field: old runs keep their names
+        identity.pop("target_order")
     blob = json.dumps(identity, sort_keys=True).encode()
     return hashlib.sha256(blob).hexdigest()[:10]
 

@@ -86,19 +86,21 @@ class TokenizeRows:
         append_eos: bool,
         label_only: bool,
         validation_ids: list[str],
+        answer_first: bool = False,
     ) -> None:
         self.tokenizer = load_tokenizer(student, student_path)
         self.layout = prepare_tokenizer(self.tokenizer)
         self.max_length = max_length
         self.append_eos = append_eos
         self.label_only = label_only
+        self.answer_first = answer_first
         self.validation_ids = set(validation_ids)
 
     def __call__(self, batch: pa.Table) -> pa.Table:
         out: dict[str, list[Any]] = {c: [] for c in (COL_ROW_KEY, COL_EXAMPLE_ID, COL_SPLIT, COL_INPUT_IDS)}
         out[COL_PROMPT_LEN], out[COL_STATUS] = [], []
         for row in batch.to_pylist():
-            prompt, target = texts_for_row(row, self.label_only)
+            prompt, target = texts_for_row(row, self.label_only, self.answer_first)
             enc = encode_pair(self.tokenizer, self.layout, prompt, target, self.max_length, self.append_eos)
             qid = str(row["example_id"])
             out[COL_ROW_KEY].append(
@@ -178,6 +180,7 @@ def prepare(
     val_max_questions: int,
     seed: int,
     num_cpus: float = 0.5,
+    answer_first: bool = False,
 ) -> PreparedData:
     """Split by question, tokenise on an actor pool, materialise, count. See the module docstring."""
     import ray.data
@@ -192,6 +195,7 @@ def prepare(
             "append_eos": append_eos,
             "label_only": label_only,
             "validation_ids": val_ids,
+            "answer_first": answer_first,
         },
         batch_format="pyarrow",
         batch_size=256,

@@ -132,6 +132,7 @@ def _run_distill(
         val_fraction=cfg.val_fraction,
         val_max_questions=cfg.val_max_questions,
         seed=cfg.seed,
+        answer_first=cfg.target_order == "answer-first",
     )
     if not data.stats.rows.get("train"):
         raise ValueError(f"no training rows left in {info.file} (encode status: {data.stats.status})")

@@ -6,6 +6,7 @@ read both without importing the driver back.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -51,6 +52,9 @@ class StudentSpec(ConfigSection):
         default_factory=dict, description="`scotd corpus` fields: per_example, select, question_fraction, ..."
     )
     label_only: bool = Field(False, description="the label-only baseline (no rationale)")
+    distill: dict[str, Any] = Field(
+        default_factory=dict, description="`scotd distill` fields for this student only (target_order, ...)"
+    )
     teacher_error_rate: float | None = Field(
         None,
         ge=0,
@@ -170,6 +174,7 @@ class PipelineConfig(StageConfig):
             raise ValueError("teacher_error_rate sets the embedded teacher; unset teacher_base_url to use it")
         for s in self.students:
             validate_section(CorpusConfig, {"input": "x", "out": "x", **s.corpus}, f"students.{s.key}.corpus")
+            self.distill_config("", "", s.label_only, student=s.distill)
 
     def sample_config(self, base_url: str, out: str) -> SampleConfig:
         """The teacher stage: the top-level fields, the ``sample:`` section, and the endpoint to use."""
@@ -201,12 +206,18 @@ class PipelineConfig(StageConfig):
         return self.distill_config("", "")
 
     def distill_config(
-        self, corpus: str, out: str, label_only: bool = False, seed: int | None = None
+        self,
+        corpus: str,
+        out: str,
+        label_only: bool = False,
+        seed: int | None = None,
+        student: Mapping[str, Any] | None = None,
     ) -> DistillConfig:
-        """A student's training config; ``seed`` (an experiment's) overrides the recipe's."""
+        """A student's training config; an experiment's ``seed`` and the student's own fields
+        (``StudentSpec.distill``) override the recipe's."""
         tiny = self.distill.values.get("student", "tiny") == "tiny"
         defaults = {**(TINY_RECIPE if tiny else {}), "seed": self.seed}
-        owned: dict[str, Any] = {"corpus": corpus, "out": out, "label_only": label_only}
+        owned: dict[str, Any] = {**(student or {}), "corpus": corpus, "out": out, "label_only": label_only}
         return self.distill.build(defaults, owned if seed is None else {**owned, "seed": seed})
 
     def eval_config(
@@ -251,6 +262,7 @@ class Student:
     seed: int | None = None  # training and vote-sampling seed (None: the pipeline's)
     teacher: str = ""  # the teacher variant it learns from ("" = the pipeline's teacher)
     x: float | str | None = None  # where it sits on the experiment's figure
+    distill: dict[str, Any] = field(default_factory=dict)  # its own `scotd distill` fields
 
     @property
     def label_only(self) -> bool:
@@ -273,6 +285,7 @@ def students(cfg: PipelineConfig) -> list[Student]:
                 seed=seed,
                 teacher=teacher_variant(spec.teacher_error_rate),
                 x=spec.x,
+                distill=spec.distill,
             )
             for spec in cfg.students
             for i, seed in enumerate(seeds)

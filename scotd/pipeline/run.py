@@ -200,7 +200,7 @@ def _sample(cfg: PipelineConfig, out: PipelineRun, variant: str, s: Student) -> 
 def _distill(cfg: PipelineConfig, s: Student, training: TrainingSet, out: PipelineRun) -> StudentRun:
     from scotd.distill.run import run_distill, student_run
 
-    dcfg = cfg.distill_config(training.uri, out.students_uri(), label_only=s.label_only, seed=s.seed)
+    dcfg = cfg.distill_config(training.uri, out.students_uri(), s.label_only, s.seed, s.distill)
     with _training_bar(student_run(dcfg, training), dcfg.max_steps, s.label, enabled=cfg.progress):
         return run_distill(dcfg)
 

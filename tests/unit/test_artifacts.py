@@ -65,3 +65,16 @@ def test_a_training_set_knows_how_it_was_built_from_the_file_alone(tmp_path: Pat
     assert by_dir.rows > 0 and len(by_dir.digest) == 16
     (out / TrainingSet.TRAIN).write_bytes((out / TrainingSet.TRAIN).read_bytes())  # same bytes
     assert TrainingSet.locate(str(out)).digest == by_dir.digest
+
+
+def test_a_training_run_from_before_keeps_its_name_so_it_resumes() -> None:
+    """New DistillConfig fields at their defaults leave the fingerprint (and so the run directory) as it was."""
+    import yaml
+
+    from scotd.distill.config import DistillConfig, run_fingerprint, run_name
+
+    cfg = DistillConfig.model_validate(yaml.safe_load((PRE14 / "distill_config.yaml").read_text()))
+    old = json.loads((PRE14 / "distill_summary.json").read_text())
+    corpus = old["corpus"]
+    assert run_fingerprint(cfg, corpus["uri"], corpus["digest"]) == old["fingerprint"]
+    assert run_name(cfg, corpus["uri"], corpus["digest"]) == old["run_name"]

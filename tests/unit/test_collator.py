@@ -181,3 +181,19 @@ def test_real_prompt_round_trips_through_the_byte_level_tokenizer() -> None:
     enc = encode_pair(tok, layout, prompt, target, 512)
     assert tok.decode(list(enc.input_ids[: enc.prompt_len]), skip_special_tokens=True) == prompt
     assert tok.decode(list(enc.input_ids[enc.prompt_len :]), skip_special_tokens=True) == target
+
+
+def test_answer_first_targets_parse_like_the_papers() -> None:
+    from scotd.distill.collator import texts_for_row
+    from scotd.parsing import parse_choices
+
+    row = {
+        "example_id": "q", "task": "synthetic", "split": "train", "question": "Gina has 3 pens. She buys 2 more. How many?",
+        "choice_labels": ["a", "b"], "choice_texts": ["5", "1"], "gold": "a", "rationale": "3 + 2 = 5.", "label": "a",
+    }  # fmt: skip
+    _, paper = texts_for_row(row)
+    _, first = texts_for_row(row, answer_first=True)
+    assert paper.startswith("3 + 2 = 5.") and first.startswith("So the answer is: 5\n3 + 2 = 5.")
+    for target in (paper, first):
+        parsed = parse_choices(target, [("a", "5"), ("b", "1")])
+        assert parsed.label == "a" and parsed.rationale.strip() in ("3 + 2 = 5.", "")
