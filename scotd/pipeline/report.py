@@ -365,6 +365,17 @@ def grid_png(results: Mapping[str, Any]) -> bytes:
     for x, c in zip(xs, cells, strict=True):
         seeds = [100 * a for a in c["seeds"].values() if a is not None]
         ax.scatter([x] * len(seeds), seeds, s=10, color="k", alpha=0.5)
+    paper = (results.get("paper") or {}).get("n_ablation") or {}
+    if numeric and paper and all(str(int(x)) in paper for x in xs if float(x).is_integer()):  # an N curve
+        ns = sorted(int(n) for n in paper)
+        ax.plot(
+            ns,
+            [paper[str(n)] for n in ns],
+            marker="^",
+            linestyle="--",
+            color="gray",
+            label="paper (OPT-1.3B)",
+        )
     title = f"{results['run']['task']}: {results['headline']['metric']} by condition"
     return finish_png(fig, ax, results["run"].get("x_label") or "condition", title)
 
