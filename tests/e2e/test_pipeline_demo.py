@@ -5,7 +5,7 @@ The three students are the demo's (SCoTD with N=30, N=1, label-only), written as
 config, so one run covers the pipeline's stages and the experiment runner (`scotd pipeline` itself
 runs end to end in test_ray_job_submit). A real subprocess as a user runs it, on the session's local
 Ray cluster; then a re-run that must buy nothing, train nothing and reuse every evaluation, and one
-that redoes exactly the evaluation whose outputs were removed. (At this size — 120 steps — the
+that redoes exactly the evaluation whose outputs were removed. (At this size — 80 steps — the
 students are too undertrained for SCoTD's win over label-only to hold reliably, so the test checks
 structure and reuse, not the win; the full-size demo's numbers are in the README.)
 """
@@ -26,8 +26,8 @@ import yaml
 pytestmark = [pytest.mark.ray, pytest.mark.timeout(900)]
 
 SMALL = {
-    "train_questions": 120,
-    "eval_questions": 40,
+    "train_questions": 80,
+    "eval_questions": 30,
     "n": 30,
     "students": [
         {"key": "scotd", "label": "SCoTD (N=30)", "x": 30},
@@ -37,9 +37,9 @@ SMALL = {
     "x_label": "N",
     "probe_splits": ["contrast"],
     "distill": {
-        "max_steps": 120,
-        "checkpoint_every_steps": 60,
-        "eval_every_steps": 60,
+        "max_steps": 80,
+        "checkpoint_every_steps": 40,
+        "eval_every_steps": 40,
         "log_every_steps": 20,
     },
     "eval": {"votes": 5, "ks": [1, 3, 5]},
@@ -65,8 +65,8 @@ def test_demo_pipeline_small_then_resume(ray_address: str, tmp_path: Path) -> No
     out = tmp_path / "run"
     first, r = _pipeline(config, out)
 
-    # Teacher: 120 questions x 30 chains, bought once.
-    assert r["teacher"]["questions"] == 120 and r["teacher"]["samples"] == 3600
+    # Teacher: 80 questions x 30 chains, bought once.
+    assert r["teacher"]["questions"] == 80 and r["teacher"]["samples"] == 2400
     assert r["teacher"]["requests_this_run"]["made"] == r["teacher"]["requests_planned"] > 0
     students = r["students"]
     assert list(students) == ["scotd", "scotd_n1", "label_only"]
@@ -77,14 +77,14 @@ def test_demo_pipeline_small_then_resume(ray_address: str, tmp_path: Path) -> No
     assert students["scotd"]["corpus"]["kept"] > 10 * students["scotd_n1"]["corpus"]["kept"]
     for s in students.values():
         t, e = s["train"], s["eval"]
-        assert t["final_step"] == 120 and t["trained_steps_this_run"] == 120, s["label"]
+        assert t["final_step"] == 80 and t["trained_steps_this_run"] == 80, s["label"]
         assert t["train_loss_last"] < t["train_loss_first"] - 1.0, s["label"]
-        assert e["questions"] == 40 and e["sampled"]["k_drawn"] == 5
+        assert e["questions"] == 30 and e["sampled"]["k_drawn"] == 5
         assert set(e["sampled"]["maj_at_k"]) == {"1", "3", "5"}
         assert 0.0 <= e["greedy"]["accuracy"] <= 1.0 and not s["eval_reused"]
     assert set(r["headline"]["comparisons"]) == {"scotd_vs_scotd_n1", "scotd_vs_label_only"}
-    for c in r["headline"]["comparisons"].values():  # paired on the same 40 questions
-        assert c["paired"]["questions"] == 40 and 0.0 <= c["paired"]["p_value"] <= 1.0
+    for c in r["headline"]["comparisons"].values():  # paired on the same 30 questions
+        assert c["paired"]["questions"] == 30 and 0.0 <= c["paired"]["p_value"] <= 1.0
     assert list(r["grid"]) == ["scotd", "scotd_n1", "label_only"] and r["grid"]["scotd_n1"]["x"] == 1
     for s in students.values():
         assert 0.0 <= s["probes"]["contrast"]["accuracy"] <= 1.0
