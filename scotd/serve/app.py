@@ -353,7 +353,7 @@ class AnswerAPI:
             labels = [p.label for p in parse_all(example, drawn, self.cfg.label_only)]
             spent = adaptive_vote(labels, cap, self.cfg.adaptive_confidence).spent
             if spent < len(drawn) or settled(
-                _counts(labels[:spent]), spent, cap, self.cfg.adaptive_confidence
+                list(vote(labels[:spent]).counts.values()), spent, cap, self.cfg.adaptive_confidence
             ):
                 return drawn[:spent], tokens
         return drawn, tokens
@@ -453,7 +453,3 @@ def build_app(
 def app_builder(args: dict[str, Any]) -> serve.Application:
     """Entry point for ``serve run`` / ``serve deploy`` config files (``args`` are ``ServeConfig`` fields)."""
     return build_app(ServeConfig.model_validate(args))
-
-
-def _counts(labels: list[str | None]) -> list[int]:
-    return list(vote(labels).counts.values())
