@@ -61,8 +61,9 @@ def full_data() -> Path:
 
 
 @pytest.fixture(scope="session")
-def ray_address():  # type: ignore[no-untyped-def]
-    """One local Ray head for the whole session, on 127.0.0.1, oversubscribed (8 logical CPUs).
+def ray_head():  # type: ignore[no-untyped-def]
+    """One local Ray head for the whole session, on 127.0.0.1, oversubscribed (8 logical CPUs), with
+    the job API (``ray job submit`` tests use it too: one cluster start, not two).
 
     ``ray start --block`` runs in its own process group, so teardown stops exactly this cluster
     (``ray stop`` would stop every Ray cluster on the machine). Drivers in subprocesses join it
@@ -70,16 +71,22 @@ def ray_address():  # type: ignore[no-untyped-def]
     """
     from tests.helpers.ray_head import local_head
 
-    with local_head(num_cpus=8) as head:
+    with local_head(num_cpus=8, dashboard=True) as head:
         os.environ["RAY_ADDRESS"] = head.address
         try:
-            yield head.address
+            yield head
         finally:
             import ray
 
             if ray.is_initialized():
                 ray.shutdown()
             os.environ.pop("RAY_ADDRESS", None)
+
+
+@pytest.fixture(scope="session")
+def ray_address(ray_head) -> str:  # type: ignore[no-untyped-def]
+    """The session head's GCS address."""
+    return str(ray_head.address)
 
 
 @pytest.fixture(scope="session")

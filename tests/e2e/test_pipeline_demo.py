@@ -1,11 +1,12 @@
-"""`scotd experiment` end to end at reduced size: embedded teacher → corpora → 3 students → eval
+"""The experiment runner end to end at reduced size: embedded teacher → corpora → 3 students → eval
 (test split and the contrast probe) → report with the grid, paired comparisons and figures.
 
 The three students are the demo's (SCoTD with N=30, N=1, label-only), written as an experiment
-config, so one run covers the pipeline's stages and the experiment runner (`scotd pipeline` itself
-runs end to end in test_ray_job_submit). A real subprocess as a user runs it, on the session's local
-Ray cluster; then a re-run that must buy nothing, train nothing and reuse every evaluation, and one
-that redoes exactly the evaluation whose outputs were removed. (At this size — 80 steps — the
+config, so one run covers the pipeline's stages and the experiment runner. The first run is what a
+user does on a cluster: `ray job submit --working-dir <repo> -- python jobs/experiment.py` to the
+session's real local Ray head (the repo uploaded as the job's working dir). Then, as CLI
+subprocesses, a re-run that must buy nothing, train nothing and reuse every evaluation, and one that
+redoes exactly the evaluation whose outputs were removed. (At this size — 80 steps — the
 students are too undertrained for SCoTD's win over label-only to hold reliably, so the test checks
 structure and reuse, not the win; the full-size demo's numbers are in the README.)
 """
@@ -22,6 +23,9 @@ from typing import Any
 
 import pytest
 import yaml
+
+from tests.helpers.ray_head import LocalHead
+from tests.helpers.ray_jobs import logs, submit, wait
 
 pytestmark = [pytest.mark.ray, pytest.mark.timeout(900)]
 
@@ -47,6 +51,16 @@ SMALL = {
 }
 
 
+def _job(head: LocalHead, config: Path, out: Path) -> tuple[str, dict[str, Any]]:
+    """The first run as a Ray job; (the job's logs, results.json)."""
+    # A local head shares this machine's disk, so plain paths work; a real cluster takes s3:// URIs.
+    job_id = submit(head, "jobs/experiment.py", "--config", str(config), "--out", str(out))
+    status, took = wait(head, job_id, 780)
+    text = logs(head, job_id)
+    assert status == "SUCCEEDED", f"{status} after {took:.0f} s; job logs:\n{text[-6000:]}"
+    return text, json.loads((out / "results.json").read_text())
+
+
 def _pipeline(config: Path, out: Path) -> tuple[subprocess.CompletedProcess[str], dict[str, Any]]:
     proc = subprocess.run(
         [sys.executable, "-m", "scotd", "experiment", "--config", str(config), "--out", str(out)],
@@ -59,11 +73,11 @@ def _pipeline(config: Path, out: Path) -> tuple[subprocess.CompletedProcess[str]
     return proc, json.loads((out / "results.json").read_text())
 
 
-def test_demo_pipeline_small_then_resume(ray_address: str, tmp_path: Path) -> None:
+def test_demo_pipeline_small_then_resume(ray_head: LocalHead, tmp_path: Path) -> None:
     config = tmp_path / "small.yaml"
     config.write_text(yaml.safe_dump(SMALL))
     out = tmp_path / "run"
-    first, r = _pipeline(config, out)
+    first_logs, r = _job(ray_head, config, out)
 
     # Teacher: 80 questions x 30 chains, bought once.
     assert r["teacher"]["questions"] == 80 and r["teacher"]["samples"] == 2400
@@ -109,7 +123,13 @@ def test_demo_pipeline_small_then_resume(ray_address: str, tmp_path: Path) -> No
         assert part in report, part
     for png in ("vote_curve.png", "n_ablation.png", "experiment.png"):
         assert (out / png).read_bytes()[:4] == b"\x89PNG"
-    assert "| model | greedy | maj@1 | maj@3 | maj@5 |" in first.stdout
+    assert "| model | greedy | maj@1 | maj@3 | maj@5 |" in first_logs, (
+        "the driver's output reaches `ray job logs`"
+    )
+    assert str(out) in first_logs
+    assert (out / "config.yaml").is_file(), "the resolved config is written next to the outputs"
+    export = Path(students["scotd"]["train"]["export_dir"])
+    assert (export / "config.json").is_file(), "the student's HF export, ready for cluster/serve.yaml"
 
     # Re-run: nothing bought, nothing trained, every evaluation reused, the same numbers.
     _, again = _pipeline(config, out)
