@@ -55,6 +55,11 @@ _TRAIN_KEYS = (
 )
 
 
+def _p(p: float) -> str:
+    """A p-value as a reader wants it: ``p=0.031``, or ``p<0.0001`` (an exact test can round to 0)."""
+    return "p<0.0001" if p < 1e-4 else f"p={p:.3g}"
+
+
 def headline_metric(metrics: Mapping[str, Any], setting: str) -> tuple[str, Mapping[str, Any] | None]:
     """Supervised: greedy (the paper's metric there); few-shot: self-consistency at the largest K."""
     curve = (metrics.get("sampled") or {}).get("maj_at_k") or {}
@@ -233,7 +238,7 @@ def headline_lines(results: Mapping[str, Any]) -> list[str]:
         if "paired" in c:
             pr = c["paired"]
             lo, hi = pr["diff_ci95"]
-            sep = f"paired p={pr['p_value']:.3g}, difference 95% CI [{lo:+.1f}, {hi:+.1f}]"
+            sep = f"paired {_p(pr['p_value'])}, difference 95% CI [{lo:+.1f}, {hi:+.1f}]"
         else:
             sep = "95% intervals apart" if c["intervals_separated"] else "95% intervals OVERLAP"
         line = f"{students[a]['label']} vs {students[b]['label']}: {c['diff_points']:+.1f} points ({metric}), {sep}"
@@ -330,7 +335,7 @@ def grid_section(results: Mapping[str, Any]) -> list[str]:
         )
         c = next((v for k, v in comparisons.items() if k.endswith(f"_vs_{key}")), None)
         vs = "reference" if c is None else (
-            f"{c['paired']['diff_points']:+.1f} (p={c['paired']['p_value']:.3g})" if "paired" in c else f"{c['diff_points']:+.1f}"
+            f"{c['paired']['diff_points']:+.1f} ({_p(c['paired']['p_value'])})" if "paired" in c else f"{c['diff_points']:+.1f}"
         )  # fmt: skip
         rows = cell["corpus"].get("kept", "–")
         lines.append(
