@@ -83,7 +83,9 @@ def test_job_configs_are_valid(name: str) -> None:
         assert cfg.teacher_base_url and cfg.api_key_env == "OPENAI_API_KEY"
 
 
-@pytest.mark.parametrize("path", sorted((ROOT / "jobs/configs/experiments").glob("*.yaml")), ids=lambda p: p.stem)
+@pytest.mark.parametrize(
+    "path", sorted((ROOT / "jobs/configs/experiments").glob("*.yaml")), ids=lambda p: p.stem
+)
 def test_experiment_configs_are_valid(path: Path) -> None:
     """Every shipped grid loads, writes under outputs/experiments/<name>, and its reference is a condition."""
     cfg = load_config(PipelineConfig, path)
