@@ -97,6 +97,7 @@ class SampleEstimate(Summary):
     max_completion_tokens: int = 0
     max_cost_usd: float = 0.0
     price_known: bool = False
+    routes: dict[str, Any] = field(default_factory=dict)  # online / batch / prompt-cache costs side by side
 
 
 @dataclass(frozen=True)
@@ -130,6 +131,10 @@ class SampleSummary(Summary):
     budget_stop: str | None = None
     complete: bool = False
     estimate_before_run: dict[str, Any] = field(default_factory=dict)
+    route: str = "online"  # the route this run bought through: online | batch
+    batches: dict[str, Any] = field(default_factory=dict)  # the batch route: states, lines, re-buys
+    cost_split: dict[str, float] = field(default_factory=dict)  # USD by token kind and by route
+    cache: dict[str, Any] = field(default_factory=dict)  # prompt-cache hits: tokens and share
 
 
 @dataclass(frozen=True)

@@ -24,6 +24,7 @@ import random
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
+from typing import Literal
 
 from scotd.tasks import task_spec
 from scotd.tasks.official import TaskSpec
@@ -109,20 +110,39 @@ def _shuffle_seed(example_id: str) -> int:
     return int.from_bytes(hashlib.sha256(example_id.encode()).digest()[:8], "big")
 
 
-def teacher_prompt(example: Example, prompt_set: PromptSet | None = None) -> str:
-    """Few-shot prompt: the demonstrations (order seeded by the question id), then the question."""
+PromptOrder = Literal["shuffled", "fixed"]
+
+
+def teacher_prefix(
+    example: Example, prompt_set: PromptSet | None = None, order: PromptOrder = "shuffled"
+) -> str:
+    """The demonstrations part of the few-shot prompt, ending with the separator.
+
+    ``shuffled``: the order is seeded by the question id (the paper's code), so prompts share no
+    prefix; ``fixed``: the prompt set's own order, byte-identical for every question, so a
+    provider's prompt cache can serve it.
+    """
     prompt_set = prompt_set or load_prompt_set(default_prompt_set_name(example.task))
     demos = list(prompt_set.demos)
-    random.Random(_shuffle_seed(example.id)).shuffle(demos)
-    shots = STOP.join(demonstration_text(d) for d in demos)
-    return f"{shots}{STOP}{student_prompt(example)}"
+    if order == "shuffled":
+        random.Random(_shuffle_seed(example.id)).shuffle(demos)
+    return STOP.join(demonstration_text(d) for d in demos) + STOP
 
 
-def teacher_messages(example: Example, prompt_set: PromptSet | None = None) -> list[dict[str, str]]:
+def teacher_prompt(
+    example: Example, prompt_set: PromptSet | None = None, order: PromptOrder = "shuffled"
+) -> str:
+    """Few-shot prompt: the demonstrations (see ``teacher_prefix``), then the question."""
+    return teacher_prefix(example, prompt_set, order) + student_prompt(example)
+
+
+def teacher_messages(
+    example: Example, prompt_set: PromptSet | None = None, order: PromptOrder = "shuffled"
+) -> list[dict[str, str]]:
     """The same prompt for chat endpoints: a system instruction and the few-shot text as the user turn."""
     return [
         {"role": "system", "content": CHAT_SYSTEM},
-        {"role": "user", "content": teacher_prompt(example, prompt_set)},
+        {"role": "user", "content": teacher_prompt(example, prompt_set, order)},
     ]
 
 

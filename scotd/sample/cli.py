@@ -23,6 +23,11 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         cfg = config_from_args(SampleConfig, args)
+        if cfg.status:
+            from scotd.sample.run import status
+
+            print(status(cfg))
+            return 0
         result = run_sample(cfg)
     except StorageReadError as e:
         print(f"error: {e}. Nothing more was bought; re-run once the storage answers.", file=sys.stderr)
@@ -42,6 +47,10 @@ def run(args: argparse.Namespace) -> int:
             f"cost ≤ ${s.max_cost_usd:.4f}"
             + ("" if s.price_known else " (model price unknown: set budget.*_price_per_1k)")
         )
+        if s.routes:
+            from scotd.sample.batchplan import render_costs
+
+            print(render_costs(s.routes))
         return 0
     assert s is not None
     print(
@@ -50,6 +59,18 @@ def run(args: argparse.Namespace) -> int:
         )
     )
     print(f"corpus: {result.uri}/{result.SAMPLES}  summary: {result.uri}/{result.SUMMARY}")
+    waiting = s.batches.get("waiting") if s.batches else None
+    if waiting:
+        print(
+            f"{len(waiting)} batches still running at the provider; re-run the same command to collect "
+            "them (`scotd sample --status` shows them).",
+            file=sys.stderr,
+        )
+    if s.batches and s.batches.get("rejected"):
+        print(
+            "the provider refused a batch: " + "; ".join(s.batches["rejected"]) + ". Re-run to resume.",
+            file=sys.stderr,
+        )
     if s.budget_stop:
         print(
             f"stopped at the budget cap ({s.budget_stop}); re-run with a higher cap to resume.",

@@ -8,7 +8,7 @@ from pydantic import Field, field_validator, model_validator
 
 from scotd.config import ConfigSection, StageConfig
 from scotd.paths import task_slug
-from scotd.teacher.prices import price_for
+from scotd.teacher.prices import Price, price_for
 
 
 class TeacherEndpoint(ConfigSection):
@@ -18,6 +18,17 @@ class TeacherEndpoint(ConfigSection):
     api_key_env: str = Field(
         "OPENAI_API_KEY",
         description="NAME of the env var holding the API key ('' = send none: an endpoint without auth)",
+    )
+    cache_min_tokens: int = Field(
+        1024,
+        ge=1,
+        description="the provider caches prompt prefixes of at least this many tokens (OpenAI: 1024)",
+    )
+    route: Literal["online", "batch", "auto"] = Field(
+        "online",
+        description="online: one request per call at full price; batch: the provider's Batch API (half "
+        "price, results within the completion window); auto: batch when the endpoint offers it and the "
+        "run has at least batch.auto_min_requests requests to buy, else online",
     )
     max_n: int = Field(
         128, ge=1, description="largest n the endpoint accepts; bigger n is split into requests"
@@ -84,6 +95,12 @@ class Budget(ConfigSection):
         None, ge=0, description="USD per 1k prompt tokens (default: table)"
     )
     completion_price_per_1k: float | None = Field(None, ge=0, description="USD per 1k completion tokens")
+    cached_prompt_price_per_1k: float | None = Field(
+        None, ge=0, description="USD per 1k prompt tokens served from the provider's cache (default: table)"
+    )
+    batch_discount: float = Field(
+        0.5, gt=0, le=1, description="what a batch token costs, as a fraction of the online price"
+    )
 
     @model_validator(mode="after")
     def _prices_together(self) -> Budget:
@@ -98,6 +115,32 @@ class Budget(ConfigSection):
                 "tokens), or neither to use the price table"
             )
         return self
+
+
+class BatchOptions(ConfigSection):
+    """The batch route (``teacher.route: batch``); defaults from OpenAI's Batch API documentation."""
+
+    max_requests: int = Field(50_000, ge=1, description="requests per batch (provider limit)")
+    max_file_bytes: int = Field(
+        200_000_000, ge=1_000, description="bytes per batch input file (provider limit)"
+    )
+    completion_window: str = Field("24h", description="the completion window asked for")
+    poll_s: float = Field(30.0, gt=0, description="seconds between status polls of a running batch")
+    max_wait_s: float = Field(
+        90_000.0, gt=0, description="stop waiting (resumably) after this long; the batches keep running"
+    )
+    auto_min_requests: int = Field(
+        1_000, ge=1, description="route auto: runs with fewer requests to buy go online"
+    )
+    retry_route: Literal["online", "batch"] = Field(
+        "online", description="how lines a batch failed or did not finish (expired, cancelled) are re-bought"
+    )
+    max_line_retries: int = Field(2, ge=0, description="re-buys of one failed or unfinished line, at most")
+    fault_kill_at: Literal["upload", "create", "poll", "download"] | None = Field(
+        None,
+        description="testing only: SIGKILL this process in that phase (after the provider acted, before "
+        "or while it is recorded), to prove a re-run resumes without paying twice",
+    )
 
 
 class SamplerPool(ConfigSection):
@@ -122,6 +165,12 @@ class SampleConfig(StageConfig):
     stop: str | None = Field("\n\n", description="stop sequence")
     logprobs: bool = Field(True, description="ask for token log-probs (kept when the endpoint gives them)")
     prompt_set: str | None = Field(None, description="demonstrations to use (default: the task's own)")
+    prompt_order: Literal["shuffled", "fixed"] = Field(
+        "shuffled",
+        description="shuffled: demonstrations in a per-question order (the paper's code); fixed: one "
+        "order for every question, so every prompt starts with the same bytes and the provider's prompt "
+        "cache can serve that prefix at the cached-input price",
+    )
     out: str = Field(
         "outputs/sample/{task}-{split}", description="output dir or URI ({task}, {split} filled in)"
     )
@@ -130,7 +179,9 @@ class SampleConfig(StageConfig):
     teacher: TeacherEndpoint = TeacherEndpoint()
     limits: Limits = Limits()
     budget: Budget = Budget()
+    batch: BatchOptions = BatchOptions()
     pool: SamplerPool = SamplerPool()
+    status: bool = Field(False, description="print this run's batches and their states; buy nothing")
 
     @field_validator("task")
     @classmethod
@@ -155,6 +206,16 @@ class SampleConfig(StageConfig):
                 "(budget.max_total_tokens caps tokens without prices)"
             )
         return self
+
+    def price(self) -> Price:
+        b = self.budget
+        return price_for(
+            self.teacher.model,
+            b.prompt_price_per_1k,
+            b.completion_price_per_1k,
+            b.cached_prompt_price_per_1k,
+            b.batch_discount,
+        )
 
     def out_dir(self) -> str:
         return self.out.format(task=task_slug(self.task), split=self.split)

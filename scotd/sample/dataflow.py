@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from typing import Any
@@ -64,7 +65,7 @@ def buy(
             "backoff_base_s": t.backoff_base_s,
             "backoff_max_s": t.backoff_max_s,
             "idempotency_keys": t.idempotency_keys,
-            "price": (price.prompt_per_1k, price.completion_per_1k),
+            "price": dataclasses.astuple(price),
             "omit_fields": t.omit_fields,
         },
         batch_size=pool.requests_per_batch,

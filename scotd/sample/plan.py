@@ -58,8 +58,11 @@ def plan_requests(examples: list[Example], cfg: SampleConfig) -> list[PlannedReq
         if name not in prompt_set_cache:
             prompt_set_cache[name] = prompts.load_prompt_set(name)
         pset = prompt_set_cache[name]
-        text = prompts.teacher_prompt(ex, pset)
-        messages = tuple((m["role"], m["content"]) for m in prompts.teacher_messages(ex, pset))
+        order = cfg.prompt_order
+        text = prompts.teacher_prompt(ex, pset, order)
+        messages = tuple((m["role"], m["content"]) for m in prompts.teacher_messages(ex, pset, order))
+        # A fixed order shares one prefix per prompt set: named to the provider's cache routing.
+        cache_key = f"scotd-{pset.version}"[:64] if order == "fixed" else ""
         prompt_tokens = counter.text(text) if cfg.teacher.api == "completions" else counter.messages(messages)
         offset = 0
         for chunk, size in enumerate(chunk_sizes(cfg.n, cfg.teacher.max_n)):
@@ -77,8 +80,9 @@ def plan_requests(examples: list[Example], cfg: SampleConfig) -> list[PlannedReq
                 "chunk": chunk,
             }
             # Omitted fields change what is bought, so they are part of the key; seed is not
-            # (it is derived from the key), so omitting it keeps an existing ledger valid.
-            omitted = [f for f in cfg.teacher.omit_fields if f != "seed"]
+            # (it is derived from the key) and neither is the cache key (routing, not content),
+            # so omitting them keeps an existing ledger valid.
+            omitted = [f for f in cfg.teacher.omit_fields if f not in ("seed", "prompt_cache_key")]
             if omitted:
                 identity["omit_fields"] = omitted
             key = request_key(identity)
@@ -94,6 +98,7 @@ def plan_requests(examples: list[Example], cfg: SampleConfig) -> list[PlannedReq
                 stop=(cfg.stop,) if cfg.stop else (),
                 logprobs=cfg.logprobs,
                 seed=int(key[:8], 16) & 0x7FFFFFFF,  # reproducible where the endpoint honours seeds
+                cache_key=cache_key,
             )
             planned.append(PlannedRequest(key, ex, chunk, offset, request, prompt_tokens))
             offset += size

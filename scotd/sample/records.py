@@ -32,9 +32,11 @@ def settle(
     est_prompt_tokens: int,
     n: int,
     max_tokens: int,
+    batch: bool = False,
 ) -> dict[str, Any]:
-    """``record`` completed with what it cost: the provider's token counts, or, when its usage is
-    missing or malformed, the reservation's upper bound (prompt estimate + n x max_tokens), so a
+    """``record`` completed with what it cost: the provider's token counts (cached prompt tokens at
+    the cached price, a batch answer at the batch price), or, when its usage is missing or
+    malformed, the reservation's upper bound (prompt estimate + n x max_tokens, uncached), so a
     budget is never under-charged; ``usage_estimated`` says which."""
     if seen.usage is not None:
         usage, estimated = seen.usage, False
@@ -50,7 +52,10 @@ def settle(
         **record,
         "usage": usage,
         "usage_estimated": estimated,
-        "cost_usd": price.cost(usage["prompt_tokens"], usage["completion_tokens"]),
+        "cost_usd": price.cost(
+            usage["prompt_tokens"], usage["completion_tokens"], usage.get("cached_tokens", 0), batch
+        ),
+        "route": "batch" if batch else "online",
         "anomalies": list(seen.problems),
     }
 

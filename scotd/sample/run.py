@@ -19,6 +19,7 @@ import logging
 import os
 import time
 from collections import Counter
+from dataclasses import asdict
 from typing import Any
 
 from scotd import storage
@@ -30,7 +31,7 @@ from scotd.sample.config import SampleConfig
 from scotd.sample.plan import PlannedRequest, plan_requests
 from scotd.tasks import load_task
 from scotd.teacher.ledger import Ledger
-from scotd.teacher.prices import Price, price_for
+from scotd.teacher.prices import Price
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +55,73 @@ def estimate(todo: list[PlannedRequest], price: Price) -> dict[str, Any]:
         "max_cost_usd": round(price.cost(prompt, completion), 6),
         "price_known": price.known,
     }
+
+
+def choose_route(cfg: SampleConfig, requests: int) -> str:
+    """``teacher.route``, with ``auto`` resolved: batch when the endpoint offers it and the run is big."""
+    if cfg.teacher.route != "auto":
+        return cfg.teacher.route
+    if requests < cfg.batch.auto_min_requests:
+        log.info(
+            "route auto: %d requests < batch.auto_min_requests=%d: online",
+            requests,
+            cfg.batch.auto_min_requests,
+        )
+        return "online"
+    from scotd.sample.batches import offered
+
+    chosen = "batch" if offered(cfg) else "online"
+    log.info("route auto: %d requests; the endpoint %s a Batch API: %s", requests,
+             "offers" if chosen == "batch" else "does not offer", chosen)  # fmt: skip
+    return chosen
+
+
+def dry_run_routes(cfg: SampleConfig, todo: list[PlannedRequest], price: Price) -> dict[str, Any]:
+    """The dry run's costs per route, with the prompt cache, and what a fixed order would share."""
+    from scotd import prompts
+    from scotd.sample.batchplan import route_costs
+    from scotd.teacher.tokens import counter_for
+
+    counter = counter_for(cfg.teacher.model, cfg.teacher.tokenizer)
+    fixed = None
+    if cfg.prompt_order == "shuffled" and todo:
+        ex = todo[0].example
+        pset = prompts.load_prompt_set(cfg.prompt_set or prompts.default_prompt_set_name(ex.task))
+        fixed = counter.length(prompts.teacher_prefix(ex, pset, "fixed"))
+    return route_costs(todo, price, counter, cfg.teacher.cache_min_tokens, fixed)
+
+
+def spend(price: Price, stored: list[dict[str, Any]]) -> dict[str, Any]:
+    """``cost_split`` (USD by token kind and by route) and ``cache`` (prompt-cache hits) of the records."""
+    parts = dict.fromkeys(("uncached_input", "cached_input", "output", "online", "batch"), 0.0)
+    prompt = cached = 0
+    for rec in stored:
+        usage = rec.get("usage") or {}
+        p, c, k = (
+            int(usage.get("prompt_tokens", 0)),
+            int(usage.get("completion_tokens", 0)),
+            int(usage.get("cached_tokens", 0)),
+        )
+        batch = rec.get("route") == "batch"
+        for part, usd in price.split(p, c, k, batch).items():
+            parts[part] += usd
+        parts["batch" if batch else "online"] += float(rec.get("cost_usd", 0.0))
+        prompt, cached = prompt + p, cached + k
+    return {
+        "cost_split": {k: round(v, 6) for k, v in parts.items()},
+        "cache": {
+            "prompt_tokens": prompt,
+            "cached_tokens": cached,
+            "hit_share": round(cached / prompt, 4) if prompt else 0.0,
+        },
+    }
+
+
+def status(cfg: SampleConfig) -> str:
+    """``scotd sample --status``: the batches of the run in ``cfg.out_dir()``."""
+    from scotd.sample.batches import status_table
+
+    return status_table(cfg, Ledger(TeacherSamples(storage.location(cfg.out_dir()).uri).ledger_uri))
 
 
 def preflight(cfg: SampleConfig, secret: str | None) -> None:
@@ -128,7 +196,7 @@ def _run_sampling(cfg: SampleConfig, out: storage.Location) -> TeacherSamples:
     unique = {p.key: p for p in planned}
     samples = TeacherSamples(out.uri)
     ledger = Ledger(samples.ledger_uri)
-    price = price_for(cfg.teacher.model, cfg.budget.prompt_price_per_1k, cfg.budget.completion_price_per_1k)
+    price = cfg.price()
     stored = load_ledger(ledger, unique, price)
     done = set(stored)
     todo = [p for k, p in unique.items() if k not in done]
@@ -145,7 +213,10 @@ def _run_sampling(cfg: SampleConfig, out: storage.Location) -> TeacherSamples:
     )
     if cfg.dry_run:
         estimate_only = SampleEstimate(
-            questions=len(loaded.examples), already_in_ledger=len(done), **plan_estimate
+            questions=len(loaded.examples),
+            already_in_ledger=len(done),
+            **plan_estimate,
+            routes=dry_run_routes(cfg, todo, price),
         )
         return TeacherSamples(out.uri, estimate_only)
     if not price.known:
@@ -155,6 +226,8 @@ def _run_sampling(cfg: SampleConfig, out: storage.Location) -> TeacherSamples:
 
     statuses: list[dict[str, Any]] = []
     limiter_stats: dict[str, Any] = {}
+    batch_report: dict[str, Any] = {}
+    route = "online"
     sampling_s = 0.0
     if todo:
         preflight(cfg, secret)
@@ -169,9 +242,25 @@ def _run_sampling(cfg: SampleConfig, out: storage.Location) -> TeacherSamples:
         unusable_before = {k: len(v) for k, v in ledger.unusable().items()}
         run_id = hashlib.sha256(out.uri.encode()).hexdigest()[:12]
         t0 = time.time()
-        statuses, limiter_stats = buy(
-            cfg, todo, ledger, price, run_id, prior_cost, prior_tokens, unusable_before
-        )
+        online = todo
+        route = choose_route(cfg, len(todo))
+        if route == "batch":
+            from scotd.sample.batches import BatchRoute
+
+            outcome = BatchRoute(cfg, ledger, price, unique).run(todo, prior_cost, prior_tokens)
+            batch_report = asdict(outcome)
+            batch_report.pop("statuses")
+            statuses += outcome.statuses
+            for key, why in outcome.gave_up.items():
+                ledger.put_failure(key, {"key": key, "kind": "batch", "error": why, "at": time.time()})
+            online = [unique[k] for k in outcome.retry_online]
+            prior_cost += sum(s["cost_usd"] for s in outcome.statuses)
+            prior_tokens += sum(s["prompt_tokens"] + s["completion_tokens"] for s in outcome.statuses)
+        if online and not (batch_report.get("budget_stop") or batch_report.get("rejected")):
+            more, limiter_stats = buy(
+                cfg, online, ledger, price, run_id, prior_cost, prior_tokens, unusable_before
+            )
+            statuses += more
         sampling_s = time.time() - t0
 
     samples = _finish(
@@ -186,6 +275,8 @@ def _run_sampling(cfg: SampleConfig, out: storage.Location) -> TeacherSamples:
         started,
         plan_estimate,
         stored,
+        route,
+        batch_report,
     )
     if limiter_stats.get("aborted"):
         raise TeacherAuthError(
@@ -207,6 +298,8 @@ def _finish(
     started: float,
     plan_estimate: dict[str, Any],
     stored: dict[str, dict[str, Any]],
+    route: str = "online",
+    batch_report: dict[str, Any] | None = None,
 ) -> TeacherSamples:
     """Build the samples from the ledger; write them with the summary and the error log."""
     rows: list[dict[str, Any]] = []
@@ -296,9 +389,12 @@ def _finish(
             "unusable_this_run": sum(int(s.get("unusable", 0)) for s in statuses),
         },
         "ledger_quarantined": list(ledger.quarantined),
-        "budget_stop": limiter_stats.get("budget_stopped") or None,
+        "budget_stop": (batch_report or {}).get("budget_stop") or limiter_stats.get("budget_stopped") or None,
         "complete": all(rec is not None for rec, _ in cache.values()),
         "estimate_before_run": plan_estimate,
+        "route": route,
+        "batches": batch_report or {},
+        **spend(cfg.price(), [rec for rec, _ in cache.values() if rec]),
     }
     errors = _error_log(loaded, cache, odd, unusable, ledger)
     return samples.write(records.corpus_table(rows), SampleSummary(**summary), errors)

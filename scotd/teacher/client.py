@@ -27,7 +27,7 @@ Api = Literal["completions", "chat"]
 _KEYLIKE = re.compile(r"(sk-[A-Za-z0-9_\-*]{4,}|Bearer\s+\S+)")
 # Request fields an endpoint may reject and that the sampler can leave out (``teacher.omit_fields``);
 # model, prompt/messages, n and max_tokens are what is being bought and always go.
-OMITTABLE_FIELDS = ("seed", "top_p", "stop", "logprobs", "temperature")
+OMITTABLE_FIELDS = ("seed", "top_p", "stop", "logprobs", "temperature", "prompt_cache_key")
 
 
 @dataclass(frozen=True)
@@ -45,6 +45,9 @@ class TeacherRequest:
     stop: tuple[str, ...]
     logprobs: bool
     seed: int
+    # Routes requests of one shared prompt prefix to the same provider cache (OpenAI's
+    # ``prompt_cache_key``); "" = none. Not part of the request key: it does not change the answer.
+    cache_key: str = ""
 
     def body(self, omit: Collection[str] = ()) -> dict[str, Any]:
         """The JSON body, without the fields in ``omit`` (names from ``OMITTABLE_FIELDS``)."""
@@ -56,6 +59,8 @@ class TeacherRequest:
             "max_tokens": self.max_tokens,
             "seed": self.seed,
         }
+        if self.cache_key:
+            body["prompt_cache_key"] = self.cache_key
         if self.stop:
             body["stop"] = list(self.stop)
         if self.api == "chat":
@@ -124,7 +129,14 @@ def _usage(raw: Any) -> tuple[dict[str, int] | None, str]:
     prompt, completion = _token_count(raw.get("prompt_tokens")), _token_count(raw.get("completion_tokens"))
     if prompt is None or completion is None:
         return None, "usage_malformed"
-    return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}, ""
+    usage = {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
+    # Prompt tokens the provider served from its cache (billed at the cached-input price); an
+    # odd value counts as none (full price: a budget is never under-charged).
+    details = raw.get("prompt_tokens_details")
+    cached = _token_count(details.get("cached_tokens")) if isinstance(details, dict) else None
+    if cached:
+        usage["cached_tokens"] = min(cached, prompt)
+    return usage, ""
 
 
 def _unusable(reason: str) -> Interpretation:

@@ -9,7 +9,8 @@ tokens-per-minute window or the cost cap, so the count is, in order of preferenc
    ``tiktoken:o200k_base`` counts OpenAI's models exactly (tiktoken fetches its file once; that
    fetch is the user's explicit choice and is bounded to a few seconds).
 2. The model's own tokenizer when it is known locally: the model name is a local Hugging Face
-   model directory (a self-hosted server serving a path). Nothing is ever downloaded unasked.
+   model directory (a self-hosted server serving a path), or ``scotd-teacher-sim`` (the embedded
+   teacher's documented word tokenizer). Nothing is ever downloaded unasked.
 3. The prompt's UTF-8 byte count: every byte-level BPE (GPT-2/3/4, Llama 3, Qwen, ...) and every
    SentencePiece model with byte fallback (Llama 2, Mistral, Gemma) emits at most one token per
    byte, so bytes bound the tokens of the text itself. Typical English costs ~4 bytes per token,
@@ -38,6 +39,7 @@ SPECIAL_TOKENS = 8
 PER_MESSAGE_TOKENS = 8
 TIKTOKEN_LOAD_TIMEOUT_S = 5.0
 TIKTOKEN_PREFIX = "tiktoken:"
+SIM_MODEL = "scotd-teacher-sim"
 
 Messages = Sequence[tuple[str, str]]
 
@@ -60,6 +62,10 @@ class PromptCounter:
 
     def _len(self, text: str) -> int:
         return self.encode_len(text) if self.encode_len is not None else len(text.encode("utf-8"))
+
+    def length(self, text: str) -> int:
+        """Tokens (or their bound) of a piece of text, without any special tokens."""
+        return self._len(text)
 
     def text(self, text: str) -> int:
         """Tokens (or their bound) of a completions prompt."""
@@ -101,6 +107,10 @@ def counter_for(model: str, tokenizer: str | None = None) -> PromptCounter:
         counter = _hf_counter(model)
         if counter is not None:
             return counter
+    if model == SIM_MODEL:  # the embedded teacher: its tokenizer is documented and local
+        from scotd.teacher.sim.textops import count_tokens
+
+        return PromptCounter(SIM_MODEL, encode_len=count_tokens)
     log.info("prompt tokens of %r are reserved by UTF-8 bytes (an upper bound; no local tokenizer)", model)
     return BYTES
 
