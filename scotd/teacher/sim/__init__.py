@@ -3,5 +3,7 @@
 Modules: ``config`` (``TeacherSimConfig``), ``server`` (the aiohttp app), ``backends`` (what the
 teacher writes), ``synthetic_cot`` (the synthetic task's chain writer), ``replay`` (recorded PaLM
 chains for CSQA), ``limits`` (RPM/TPM windows), ``textops`` (tokens, stop, logprobs),
-``process`` (run it as a subprocess in tests and pipelines), ``cli`` (the stage entrypoint).
+``process`` (run it as a subprocess in tests and pipelines), ``cli`` (the stage entrypoint);
+``answer`` (one answer, shared by the online routes and batch lines), ``caching`` (the prompt
+cache behind ``cached_tokens``), ``stats`` (billing and cost, per route).
 """

@@ -74,6 +74,29 @@ class TeacherSimConfig(StageConfig):
         True, description="honour Idempotency-Key: a repeated key gets the first answer again, unbilled"
     )
     summary_interval_s: float = Field(30.0, gt=0, description="at most one INFO summary per interval")
+    # --- Prompt caching (``caching``) and prices (``stats``) ------------------------------------
+    cache_min_tokens: int = Field(
+        1024, ge=1, description="shortest cached prefix reported (as OpenAI); shorter hits report 0"
+    )
+    cache_increment_tokens: int = Field(
+        128, ge=1, description="cached_tokens is the shared prefix rounded down to a multiple of this"
+    )
+    cache_ttl_s: float = Field(300.0, gt=0, description="a cached prefix unused this long is forgotten")
+    price_prompt_per_1k: float = Field(
+        0.00015, ge=0, description="USD per 1k prompt tokens for /stats cost_usd (default: gpt-4o-mini)"
+    )
+    price_completion_per_1k: float = Field(
+        0.0006, ge=0, description="USD per 1k completion tokens for /stats cost_usd (default: gpt-4o-mini)"
+    )
+    batch_discount: float = Field(
+        0.5, ge=0, le=1, description="fraction off every price for batch lines (0.5: half price, as OpenAI)"
+    )
+    cached_input_discount: float = Field(
+        0.5,
+        ge=0,
+        le=1,
+        description="fraction off the prompt price for cached prompt tokens (0.5: gpt-4o-mini)",
+    )
 
     @model_validator(mode="after")
     def _fault_rates_sum_to_at_most_one(self) -> TeacherSimConfig:
