@@ -1,9 +1,12 @@
-"""Pure pieces of teacher-sim's billing: the prompt cache and the per-route stats."""
+"""Pure pieces of teacher-sim's billing: the prompt cache, the per-route stats and batch line checks."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
+from scotd.teacher.sim.batch_lines import check_line, iter_lines
 from scotd.teacher.sim.caching import PrefixCache
 from scotd.teacher.sim.openai_api import parse_request
 from scotd.teacher.sim.stats import Prices, Stats
@@ -89,3 +92,47 @@ def test_chat_prompt_tokens_frame_every_message_and_scope_the_cache() -> None:
     assert req.prompt_token_list[:3] == ("<|start|>", "system", "<|sep|>") and req.prompt == "Hi there"
     other = parse_request({**body, "prompt_cache_key": "task-2"}, chat=True, max_n=8, context_tokens=100)
     assert req.cache_scope != other.cache_scope
+
+
+def _line(**overrides: object) -> bytes:
+    line = {
+        "custom_id": "a",
+        "method": "POST",
+        "url": "/v1/completions",
+        "body": {"model": "m", "prompt": "Q: x\nA:", "n": 3, "max_tokens": 10},
+        **overrides,
+    }
+    return json.dumps(line).encode()
+
+
+@pytest.mark.parametrize(
+    ("raw", "code"),
+    [
+        (b"{not json", "invalid_json_line"),
+        (b"[1, 2]", "invalid_json_line"),
+        (_line(custom_id=""), "missing_required_parameter"),
+        (_line(custom_id="seen"), "duplicate_custom_id"),
+        (_line(method="GET"), "invalid_method"),
+        (_line(url="/v1/chat/completions"), "url_mismatch"),
+        (_line(body="text"), "missing_required_parameter"),
+        (_line(body={"model": "other", "prompt": "x"}), "model_mismatch"),
+    ],
+)
+def test_bad_batch_lines_get_openai_error_codes_with_their_line(raw: bytes, code: str) -> None:
+    checked = check_line(
+        raw, 7, endpoint="/v1/completions", model="m", seen={"seen"}, max_n=8, context_tokens=100
+    )
+    assert isinstance(checked, dict) and checked["code"] == code and checked["line"] == 7
+
+
+def test_good_lines_are_estimated_as_prompt_plus_n_max_tokens() -> None:
+    seen: set[str] = set()
+    checked = check_line(
+        _line(), 1, endpoint="/v1/completions", model="m", seen=seen, max_n=8, context_tokens=100
+    )
+    assert checked == ("a", 5 + 3 * 10) and seen == {"a"}  # "Q: x\nA:" is 5 tokens
+    too_many = _line(custom_id="b", body={"model": "m", "prompt": "x", "n": 99})
+    assert check_line(
+        too_many, 2, endpoint="/v1/completions", model="m", seen=seen, max_n=8, context_tokens=100
+    ) == ("b", 0)  # passes the check; its 400 comes when it runs
+    assert list(iter_lines(b'{"a"}\n\n  \n{"b"}')) == [(1, 0, 5), (4, 10, 15)]

@@ -17,7 +17,10 @@ Order of a generation request, each step able to end it:
 7. the 200 response, billed in ``/stats``.
 
 Every billed answer reports ``usage.prompt_tokens_details.cached_tokens`` from the prompt cache
-(``caching``), looked up when the answer is billed.
+(``caching``), looked up when the answer is billed. Files and the Batch API (``batch_api``:
+``/v1/files``, ``/v1/batches``; ``batches``: the state machine) share the auth check and the
+error handling; a batch line is generated and billed as an online request (``answer``), without
+faults, limits or latency, at the batch price (``stats``).
 
 Every ``/v1`` response carries the ``x-ratelimit-*`` headers of the limits that are set. Keys are
 never logged or echoed. Every error, the server's own included (unknown route, body too large, a
@@ -38,8 +41,11 @@ from aiohttp import web
 
 from scotd.teacher.sim.answer import draft
 from scotd.teacher.sim.backends import Teacher
+from scotd.teacher.sim.batch_api import BatchApi, Handler, read_json
+from scotd.teacher.sim.batches import BatchRunner
 from scotd.teacher.sim.caching import PrefixCache
 from scotd.teacher.sim.config import BILLED_FAULTS, FAULTS, TeacherSimConfig
+from scotd.teacher.sim.files import FileStore
 from scotd.teacher.sim.idempotency import IdempotencyCache
 from scotd.teacher.sim.limits import SlidingWindowLimiter, retry_headers
 from scotd.teacher.sim.openai_api import ApiError, GenRequest, parse_request
@@ -98,6 +104,9 @@ class TeacherSim:
         )
         self.cache = PrefixCache(config.cache_min_tokens, config.cache_increment_tokens, config.cache_ttl_s)
         self.idempotency = IdempotencyCache() if config.idempotency else None
+        self.files = FileStore(config.files_max_total_bytes)
+        self.batches = BatchRunner(config, self.files, self.answer_line)
+        self._batch_api = BatchApi(self.files, self.batches, self.stats, config.batch_max_file_bytes)
         # Separate streams so turning on faults does not change what the teacher writes.
         self._sample_rng = random.Random(f"{config.seed}:samples")
         self._fault_rng = random.Random(f"{config.seed}:faults")
@@ -111,8 +120,28 @@ class TeacherSim:
         app.router.add_get("/v1/models", self.models)
         app.router.add_get("/stats", self.get_stats)
         app.router.add_post("/stats/reset", self.reset_stats)
+        for method, path, handler in self._batch_api.routes():
+            app.router.add_route(method, path, self._guarded(handler))
         app.on_response_prepare.append(self._add_limit_headers)
+        app.on_shutdown.append(self._close_batches)
         return app
+
+    def _guarded(self, handler: Handler) -> Handler:
+        """``handler`` behind the auth check, its ``ApiError``s as JSON errors."""
+
+        async def route(request: web.Request) -> web.StreamResponse:
+            denied = self._check_auth(request)
+            if denied is not None:
+                return denied
+            try:
+                return await handler(request)
+            except ApiError as err:
+                return self._error(request, err, str(err.status))
+
+        return route
+
+    async def _close_batches(self, app: web.Application) -> None:
+        await self.batches.close()
 
     @web.middleware
     async def _json_errors(self, request: web.Request, handler: Any) -> web.StreamResponse:
@@ -182,15 +211,7 @@ class TeacherSim:
         if denied is not None:
             return denied
         try:
-            body = json.loads(await request.read())
-        except (ValueError, UnicodeDecodeError):
-            return self._error(
-                request, ApiError(400, "the body is not valid JSON", "invalid_request_error"), "400"
-            )
-        except RecursionError:
-            err = ApiError(400, "the body's JSON nests too deeply", "invalid_request_error")
-            return self._error(request, err, "400")
-        try:
+            body = await read_json(request)
             req = parse_request(
                 body, chat=chat, max_n=self.config.max_n, context_tokens=self.config.context_tokens
             )
@@ -279,6 +300,26 @@ class TeacherSim:
         )  # fmt: skip
         self._maybe_summarise()
         return web.json_response(body)
+
+    def answer_line(self, body: dict[str, Any], chat: bool, identity: str) -> tuple[int, dict[str, Any]]:
+        """A batch line: ``(200, completion)`` billed at the batch price, or ``(400, error)`` unbilled."""
+        try:
+            req = parse_request(
+                body, chat=chat, max_n=self.config.max_n, context_tokens=self.config.context_tokens
+            )
+        except ApiError as err:
+            return err.status, err.body()
+        answer = draft(self.teacher, req, self._sample_rng)
+        cached = self.cache.observe(req.cache_scope, req.prompt_token_list)
+        self.stats.bill(
+            identity,
+            answer.backend,
+            req.prompt_tokens,
+            answer.completion_tokens,
+            cached_tokens=cached,
+            route="batch",
+        )
+        return 200, answer.body(cached)
 
     def _latency_s(self, longest_tokens: int) -> float:
         cfg = self.config
