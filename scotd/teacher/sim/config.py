@@ -74,6 +74,65 @@ class TeacherSimConfig(StageConfig):
         True, description="honour Idempotency-Key: a repeated key gets the first answer again, unbilled"
     )
     summary_interval_s: float = Field(30.0, gt=0, description="at most one INFO summary per interval")
+    # --- Files and the Batch API (``files``, ``batches``) ---------------------------------------
+    files_max_total_bytes: int = Field(
+        1 << 30,
+        ge=1,
+        description="bytes of files kept in memory (uploads and outputs); an upload past it is a 413",
+    )
+    batch_max_file_bytes: int = Field(
+        200_000_000, ge=1, description="largest upload, as OpenAI's 200 MB; a larger one is a 413"
+    )
+    batch_max_requests: int = Field(
+        50_000, ge=1, description="most request lines in a batch file (as OpenAI); more fails the batch"
+    )
+    batch_window_s: float = Field(
+        60.0, gt=0, le=86_400, description='how long completion_window "24h" lasts here; then a batch expires'
+    )
+    batch_validate_s: float = Field(
+        0.5, ge=0, le=600, description="time a batch spends validating, and again finalizing"
+    )
+    batch_line_ms: float = Field(
+        1.0, ge=0, le=60_000, description="processing time per request line, so a batch can be polled mid-way"
+    )
+    batch_line_failure_rate: float = Field(
+        0.0, ge=0, le=1, description="probability a line fails with a 500 (error file, unbilled); seeded"
+    )
+    batch_expire_after_lines: int | None = Field(
+        None, ge=0, description="force expiry once this many lines are processed (tests); null = by time only"
+    )
+    batch_queue_tokens: int = Field(
+        0,
+        ge=0,
+        description="enqueued-token limit (prompt + n x max_tokens of every line of the batches validated "
+        "and not finished); a batch past it fails with token_limit_exceeded; 0 = unlimited",
+    )
+    batch_max_active: int = Field(
+        100, ge=1, description="batches validating or running at once; creating one more is a 429"
+    )
+    # --- Prompt caching (``caching``) and prices (``stats``) ------------------------------------
+    cache_min_tokens: int = Field(
+        1024, ge=1, description="shortest cached prefix reported (as OpenAI); shorter hits report 0"
+    )
+    cache_increment_tokens: int = Field(
+        128, ge=1, description="cached_tokens is the shared prefix rounded down to a multiple of this"
+    )
+    cache_ttl_s: float = Field(300.0, gt=0, description="a cached prefix unused this long is forgotten")
+    price_prompt_per_1k: float = Field(
+        0.00015, ge=0, description="USD per 1k prompt tokens for /stats cost_usd (default: gpt-4o-mini)"
+    )
+    price_completion_per_1k: float = Field(
+        0.0006, ge=0, description="USD per 1k completion tokens for /stats cost_usd (default: gpt-4o-mini)"
+    )
+    batch_discount: float = Field(
+        0.5, ge=0, le=1, description="fraction off every price for batch lines (0.5: half price, as OpenAI)"
+    )
+    cached_input_discount: float = Field(
+        0.5,
+        ge=0,
+        le=1,
+        description="fraction off the prompt price for cached prompt tokens (0.5: gpt-4o-mini)",
+    )
 
     @model_validator(mode="after")
     def _fault_rates_sum_to_at_most_one(self) -> TeacherSimConfig:

@@ -3,9 +3,12 @@
 Requests: ``POST /v1/completions`` (``prompt``: a string or a list of one string) and
 ``POST /v1/chat/completions`` (``messages``; the teacher reads the LAST user message), with
 ``model, n, temperature, top_p, max_tokens, stop, seed, logprobs`` (completions: an int 0..5;
-chat: a bool plus ``top_logprobs`` 0..20). ``top_p`` is accepted and has no effect. As on the
-real API, ``max_tokens`` defaults to 16 for completions and to the rest of the context for chat.
-Chat prompt tokens are the contents' tokens plus 4 per message (role and separators).
+chat: a bool plus ``top_logprobs`` 0..20) and ``prompt_cache_key`` (a string that scopes the
+prompt cache, with the model). ``top_p`` is accepted and has no effect; other unknown fields are
+ignored. As on the real API, ``max_tokens`` defaults to 16 for completions and to the rest of the
+context for chat. Chat prompt tokens are the contents' tokens plus 4 per message (role and
+separators): ``<|start|> ROLE <|sep|> content... <|end|>``, the sequence the prompt cache reads.
+Every ``usage`` carries ``prompt_tokens_details.cached_tokens`` (0 without a cache hit).
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from scotd.teacher.sim.textops import Cut, count_tokens
+from scotd.teacher.sim.textops import Cut, tokenize
 
 COMPLETIONS_DEFAULT_MAX_TOKENS = 16
 CHAT_TOKENS_PER_MESSAGE = 4
@@ -42,12 +45,18 @@ def invalid(message: str, param: str | None = None, code: str | None = None) -> 
 
 @dataclass(frozen=True)
 class GenRequest:
-    """A validated generation request; ``top_logprobs`` is ``None`` when log-probs were not asked."""
+    """A validated generation request; ``top_logprobs`` is ``None`` when log-probs were not asked.
+
+    ``prompt`` is what the teacher reads (chat: the last user message); ``prompt_token_list`` is
+    every token billed as prompt, in order (chat: all messages, framed), which the cache reads.
+    """
 
     chat: bool
     model: str
     prompt: str
     prompt_tokens: int
+    prompt_token_list: tuple[str, ...]
+    cache_scope: str
     n: int
     temperature: float
     max_tokens: int
@@ -107,22 +116,24 @@ def _message_text(content: Any) -> str:
     raise invalid("message content must be a string or a list of text parts", "messages")
 
 
-def _messages(body: dict[str, Any]) -> tuple[str, int]:
-    """``(last user message, prompt tokens)``."""
+def _messages(body: dict[str, Any]) -> tuple[str, tuple[str, ...]]:
+    """``(last user message, prompt tokens)``: each message framed by 4 tokens around its content."""
     messages = body.get("messages")
     if not isinstance(messages, list) or not messages:
         raise invalid("messages must be a non-empty list", "messages")
-    texts, last_user = [], None
+    tokens: list[str] = []
+    last_user = None
     for m in messages:
         if not isinstance(m, dict) or not isinstance(m.get("role"), str):
             raise invalid("each message must be an object with a string 'role'", "messages")
         text = _message_text(m.get("content"))
-        texts.append(text)
+        # CHAT_TOKENS_PER_MESSAGE framing tokens around the content.
+        tokens += ["<|start|>", m["role"], "<|sep|>", *tokenize(text), "<|end|>"]
         if m["role"] == "user":
             last_user = text
     if last_user is None:
         raise invalid("messages must include a user message", "messages")
-    return last_user, sum(count_tokens(t) + CHAT_TOKENS_PER_MESSAGE for t in texts)
+    return last_user, tuple(tokens)
 
 
 def parse_request(body: Any, *, chat: bool, max_n: int, context_tokens: int) -> GenRequest:
@@ -135,10 +146,14 @@ def parse_request(body: Any, *, chat: bool, max_n: int, context_tokens: int) -> 
     if not isinstance(model, str) or not model:
         raise invalid("you must provide a model parameter", "model")
     if chat:
-        prompt, prompt_tokens = _messages(body)
+        prompt, token_list = _messages(body)
     else:
         prompt = _prompt(body)
-        prompt_tokens = count_tokens(prompt)
+        token_list = tuple(tokenize(prompt))
+    prompt_tokens = len(token_list)
+    cache_key = body.get("prompt_cache_key")
+    if cache_key is not None and not isinstance(cache_key, str):
+        raise invalid("prompt_cache_key must be a string", "prompt_cache_key")
     n = _int(body, "n", 1, 1)
     assert n is not None
     if n > max_n:
@@ -172,6 +187,8 @@ def parse_request(body: Any, *, chat: bool, max_n: int, context_tokens: int) -> 
         model=model,
         prompt=prompt,
         prompt_tokens=prompt_tokens,
+        prompt_token_list=token_list,
+        cache_scope=f"{model}\x00{cache_key or ''}",
         n=n,
         temperature=_number(body, "temperature", 1.0, 0.0, 2.0),
         max_tokens=max_tokens if max_tokens is not None else context_tokens - prompt_tokens,
@@ -181,7 +198,9 @@ def parse_request(body: Any, *, chat: bool, max_n: int, context_tokens: int) -> 
     )
 
 
-def response_body(req: GenRequest, cuts: list[Cut], logprobs: list[dict[str, Any] | None]) -> dict[str, Any]:
+def response_body(
+    req: GenRequest, cuts: list[Cut], logprobs: list[dict[str, Any] | None], cached_tokens: int = 0
+) -> dict[str, Any]:
     """The OpenAI response object for ``req``'s ``n`` cut samples (and their log-probs, if asked)."""
     completion_tokens = sum(len(c.tokens) for c in cuts)
     choices: list[dict[str, Any]] = []
@@ -202,5 +221,6 @@ def response_body(req: GenRequest, cuts: list[Cut], logprobs: list[dict[str, Any
             "prompt_tokens": req.prompt_tokens,
             "completion_tokens": completion_tokens,
             "total_tokens": req.prompt_tokens + completion_tokens,
+            "prompt_tokens_details": {"cached_tokens": cached_tokens},
         },
     }

@@ -16,6 +16,12 @@ Order of a generation request, each step able to end it:
 6. latency: ``base + per_token x longest sample``, jittered, slept without blocking;
 7. the 200 response, billed in ``/stats``.
 
+Every billed answer reports ``usage.prompt_tokens_details.cached_tokens`` from the prompt cache
+(``caching``), looked up when the answer is billed. Files and the Batch API (``batch_api``:
+``/v1/files``, ``/v1/batches``; ``batches``: the state machine) share the auth check and the
+error handling; a batch line is generated and billed as an online request (``answer``), without
+faults, limits or latency, at the batch price (``stats``).
+
 Every ``/v1`` response carries the ``x-ratelimit-*`` headers of the limits that are set. Keys are
 never logged or echoed. Every error, the server's own included (unknown route, body too large, a
 bug), is an OpenAI-shaped JSON error, never a plain-text page. ``/stats`` and ``/stats/reset`` are unauthenticated local admin routes.
@@ -33,14 +39,18 @@ from typing import Any
 
 from aiohttp import web
 
+from scotd.teacher.sim.answer import draft
 from scotd.teacher.sim.backends import Teacher
+from scotd.teacher.sim.batch_api import BatchApi, Handler, read_json
+from scotd.teacher.sim.batches import BatchRunner
+from scotd.teacher.sim.caching import PrefixCache
 from scotd.teacher.sim.config import BILLED_FAULTS, FAULTS, TeacherSimConfig
+from scotd.teacher.sim.files import FileStore
 from scotd.teacher.sim.idempotency import IdempotencyCache
 from scotd.teacher.sim.limits import SlidingWindowLimiter, retry_headers
-from scotd.teacher.sim.openai_api import ApiError, GenRequest, parse_request, response_body
+from scotd.teacher.sim.openai_api import ApiError, GenRequest, parse_request
 from scotd.teacher.sim.replay import ReplayStore
-from scotd.teacher.sim.stats import Stats, request_identity
-from scotd.teacher.sim.textops import chat_logprobs, completion_logprobs, cut, token_logprobs
+from scotd.teacher.sim.stats import Prices, Stats, request_identity
 
 log = logging.getLogger(__name__)
 
@@ -66,8 +76,11 @@ def bend(body: dict[str, Any], shape: str | None) -> dict[str, Any]:
         body["usage"] = None
     elif shape == "usage_string":
         body["usage"] = f"{usage['total_tokens']} tokens"
-    elif shape == "usage_strings":
-        body["usage"] = {k: str(v) for k, v in usage.items()}
+    elif shape == "usage_strings":  # nested details too: {"cached_tokens": "0"}
+        body["usage"] = {
+            k: {kk: str(vv) for kk, vv in v.items()} if isinstance(v, dict) else str(v)
+            for k, v in usage.items()
+        }
     elif shape == "short_choices":
         body["choices"] = body["choices"][: len(body["choices"]) // 2]
     return body
@@ -81,8 +94,19 @@ class TeacherSim:
         self._api_key = api_key
         self.teacher = Teacher(config.backend, config.error_rate, replay)
         self.limiter = SlidingWindowLimiter(config.rpm, config.tpm, config.window_s)
-        self.stats = Stats()
+        self.stats = Stats(
+            Prices(
+                config.price_prompt_per_1k,
+                config.price_completion_per_1k,
+                config.batch_discount,
+                config.cached_input_discount,
+            )
+        )
+        self.cache = PrefixCache(config.cache_min_tokens, config.cache_increment_tokens, config.cache_ttl_s)
         self.idempotency = IdempotencyCache() if config.idempotency else None
+        self.files = FileStore(config.files_max_total_bytes)
+        self.batches = BatchRunner(config, self.files, self.answer_line)
+        self._batch_api = BatchApi(self.files, self.batches, self.stats, config.batch_max_file_bytes)
         # Separate streams so turning on faults does not change what the teacher writes.
         self._sample_rng = random.Random(f"{config.seed}:samples")
         self._fault_rng = random.Random(f"{config.seed}:faults")
@@ -96,8 +120,28 @@ class TeacherSim:
         app.router.add_get("/v1/models", self.models)
         app.router.add_get("/stats", self.get_stats)
         app.router.add_post("/stats/reset", self.reset_stats)
+        for method, path, handler in self._batch_api.routes():
+            app.router.add_route(method, path, self._guarded(handler))
         app.on_response_prepare.append(self._add_limit_headers)
+        app.on_shutdown.append(self._close_batches)
         return app
+
+    def _guarded(self, handler: Handler) -> Handler:
+        """``handler`` behind the auth check, its ``ApiError``s as JSON errors."""
+
+        async def route(request: web.Request) -> web.StreamResponse:
+            denied = self._check_auth(request)
+            if denied is not None:
+                return denied
+            try:
+                return await handler(request)
+            except ApiError as err:
+                return self._error(request, err, str(err.status))
+
+        return route
+
+    async def _close_batches(self, app: web.Application) -> None:
+        await self.batches.close()
 
     @web.middleware
     async def _json_errors(self, request: web.Request, handler: Any) -> web.StreamResponse:
@@ -140,6 +184,7 @@ class TeacherSim:
 
     async def reset_stats(self, request: web.Request) -> web.StreamResponse:
         self.stats.reset()
+        self.cache.clear()
         return web.json_response({"reset": True})
 
     # --- the generation pipeline --------------------------------------------------------------
@@ -166,15 +211,7 @@ class TeacherSim:
         if denied is not None:
             return denied
         try:
-            body = json.loads(await request.read())
-        except (ValueError, UnicodeDecodeError):
-            return self._error(
-                request, ApiError(400, "the body is not valid JSON", "invalid_request_error"), "400"
-            )
-        except RecursionError:
-            err = ApiError(400, "the body's JSON nests too deeply", "invalid_request_error")
-            return self._error(request, err, "400")
-        try:
+            body = await read_json(request)
             req = parse_request(
                 body, chat=chat, max_n=self.config.max_n, context_tokens=self.config.context_tokens
             )
@@ -241,34 +278,48 @@ class TeacherSim:
     async def _answer(
         self, request: web.Request, req: GenRequest, identity: str, shape: str | None = None
     ) -> web.StreamResponse:
-        rng = random.Random(f"seed:{req.seed}:{req.prompt}") if req.seed is not None else self._sample_rng
-        generation = self.teacher.generate(req.prompt, req.n, req.temperature, rng, run_on=not req.chat)
-        cuts = [cut(s.text, req.stop, req.max_tokens) for s in generation.samples]
-        completion_tokens = sum(len(c.tokens) for c in cuts)
-        rejection = self.limiter.admit(req.prompt_tokens + completion_tokens)
+        answer = draft(self.teacher, req, self._sample_rng)
+        rejection = self.limiter.admit(req.prompt_tokens + answer.completion_tokens)
         if rejection is not None:
             err = ApiError(429, rejection.message, rejection.kind, None, "rate_limit_exceeded")
             return self._error(request, err, "429", retry_headers(rejection.retry_after_s))
-        logprobs: list[dict[str, Any] | None] = [None] * len(cuts)
-        if req.top_logprobs is not None:
-            build = chat_logprobs if req.chat else completion_logprobs
-            logprobs = [
-                build(
-                    c.tokens,
-                    token_logprobs(c.tokens, random.Random(s.logprob_seed), s.mean_nll),
-                    req.top_logprobs,
-                )
-                for c, s in zip(cuts, generation.samples, strict=True)
-            ]
-        await asyncio.sleep(self._latency_s(max((len(c.tokens) for c in cuts), default=0)))
-        body = bend(response_body(req, cuts, logprobs), shape)
-        self.stats.bill(identity, generation.backend, req.prompt_tokens, completion_tokens, shape or "ok")
+        await asyncio.sleep(self._latency_s(answer.longest_tokens))
+        cached = self.cache.observe(req.cache_scope, req.prompt_token_list)
+        body = bend(answer.body(cached), shape)
+        self.stats.bill(
+            identity,
+            answer.backend,
+            req.prompt_tokens,
+            answer.completion_tokens,
+            shape or "ok",
+            cached_tokens=cached,
+        )
         log.debug(
-            "%s n=%d backend=%s tokens=%d+%d",
-            request.path, req.n, generation.backend, req.prompt_tokens, completion_tokens,
+            "%s n=%d backend=%s tokens=%d+%d (%d cached)",
+            request.path, req.n, answer.backend, req.prompt_tokens, answer.completion_tokens, cached,
         )  # fmt: skip
         self._maybe_summarise()
         return web.json_response(body)
+
+    def answer_line(self, body: dict[str, Any], chat: bool, identity: str) -> tuple[int, dict[str, Any]]:
+        """A batch line: ``(200, completion)`` billed at the batch price, or ``(400, error)`` unbilled."""
+        try:
+            req = parse_request(
+                body, chat=chat, max_n=self.config.max_n, context_tokens=self.config.context_tokens
+            )
+        except ApiError as err:
+            return err.status, err.body()
+        answer = draft(self.teacher, req, self._sample_rng)
+        cached = self.cache.observe(req.cache_scope, req.prompt_token_list)
+        self.stats.bill(
+            identity,
+            answer.backend,
+            req.prompt_tokens,
+            answer.completion_tokens,
+            cached_tokens=cached,
+            route="batch",
+        )
+        return 200, answer.body(cached)
 
     def _latency_s(self, longest_tokens: int) -> float:
         cfg = self.config
