@@ -29,6 +29,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from scotd.artifacts import SampleSummary
 from scotd.config import load_config
 from scotd.sample.batchplan import route_costs
 from scotd.sample.config import SampleConfig
@@ -125,7 +126,7 @@ def measured(args: argparse.Namespace) -> list[str]:
             s = run_sample(cfg).summary
             wall = time.monotonic() - t0
             stats = sim.stats()
-        assert s is not None
+        assert isinstance(s, SampleSummary)
         rows.append({"label": label, "wall": wall, "bill": stats["cost_usd"], "ours": s.cost_usd["total"],
                      "cached": stats["tokens"].get("prompt_cached", 0), "prompt": stats["tokens"]["prompt"]})  # fmt: skip
     base = rows[0]["bill"]
