@@ -106,7 +106,10 @@ def route_costs(
     prompt = sum(p.est_prompt_tokens for p in todo)
     completion = sum(p.request.n * p.request.max_tokens for p in todo)
     prefix = shared_prefix([_prompt_text(p) for p in todo]) if len(todo) > 1 else ""
-    prefix_tokens = counter.length(prefix)
+    # The byte bound would overstate what a cache can serve ~4x: use the typical 4 bytes per token,
+    # and say so (``prefix_count``); a real tokenizer (teacher.tokenizer) counts it exactly.
+    approx = counter.encode_len is None
+    prefix_tokens = len(prefix.encode("utf-8")) // 4 if approx else counter.length(prefix)
     cached_each = cacheable_tokens(prefix_tokens, cache_min_tokens)
     cached = cached_each * max(0, len(todo) - 1)
     online = price.cost(prompt, completion)
@@ -116,6 +119,9 @@ def route_costs(
         "prompt_tokens": prompt,
         "max_completion_tokens": completion,
         "prefix_tokens": prefix_tokens,
+        "prefix_count": "approximate: UTF-8 bytes / 4 (set teacher.tokenizer to count exactly)"
+        if approx
+        else counter.method,
         "cache_min_tokens": cache_min_tokens,
         "prefix_cacheable": cached_each > 0,
         "cached_tokens": cached,
@@ -151,7 +157,7 @@ def render_costs(c: dict[str, Any]) -> str:
     ]
     reach = "reaches" if c["prefix_cacheable"] else "is below"
     lines.append(
-        f"shared prompt prefix: {c['prefix_tokens']} tokens, {reach} the provider's caching threshold "
+        f"shared prompt prefix: {c['prefix_tokens']} tokens ({c['prefix_count']}), {reach} the provider's caching threshold "
         f"({c['cache_min_tokens']}); cached: {c['cached_tokens']:,} tokens, saving "
         f"${c['cache_saving_online_usd']:.4f} online / ${c['cache_saving_batch_usd']:.4f} batch"
     )

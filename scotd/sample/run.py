@@ -87,7 +87,8 @@ def dry_run_routes(cfg: SampleConfig, todo: list[PlannedRequest], price: Price) 
     if cfg.prompt_order == "shuffled" and todo:
         ex = todo[0].example
         pset = prompts.load_prompt_set(cfg.prompt_set or prompts.default_prompt_set_name(ex.task))
-        fixed = counter.length(prompts.teacher_prefix(ex, pset, "fixed"))
+        text = prompts.teacher_prefix(ex, pset, "fixed")
+        fixed = counter.length(text) if counter.encode_len else len(text.encode("utf-8")) // 4
     return route_costs(todo, price, counter, cfg.teacher.cache_min_tokens, fixed)
 
 
