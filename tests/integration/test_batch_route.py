@@ -162,3 +162,16 @@ def test_dry_run_cache_saving_matches_the_bill(tmp_path: Path) -> None:
     assert routes["cache_saving_batch_usd"] == pytest.approx(saving_billed, rel=0.01)
     assert s.cache["cached_tokens"] == billed_cached and 0 < s.cache["hit_share"] < 1
     assert s.cost_usd["total"] == pytest.approx(stats["cost_usd"], rel=0.01)
+
+
+def test_queued_token_limit_is_a_clean_resumable_stop(tmp_path: Path) -> None:
+    out = tmp_path / "queued"
+    with TeacherSimProcess([*SIM, "--batch-queue-tokens", "1000"]) as sim:
+        s = run_sample(_cfg(sim, out)).summary
+        refused = sim.stats()
+    assert not s.complete and s.batches["rejected"] and "token_limit_exceeded" in s.batches["rejected"][0]
+    assert refused["batch_lines_billed"] == 0 and refused["batches_created"] == 1
+    with TeacherSimProcess(SIM) as sim:  # the limit lifted: the same command resumes
+        s = run_sample(_cfg(sim, out)).summary
+        stats = sim.stats()
+    assert s.complete and stats["batch_lines_billed"] == 8 and stats["batches_created"] == 1
