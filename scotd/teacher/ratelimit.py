@@ -5,7 +5,9 @@ non-blocking ``try_acquire``);
 ``sample.actors`` wraps it in one named Ray actor so every sampler on every node draws from the
 same budgets.
 
-Two gates per limit (requests, tokens); a call is admitted when both limits let it through.
+A call is admitted when both limits (requests, tokens) let it through. Each limit is gated by
+what the provider reports free (its window) when it reports it, else by a pacing bucket; after a
+429, by both.
 
 *What the provider says is free* (``use_remaining``, on by default). Every answer's
 ``x-ratelimit-limit-*``, ``-remaining-*`` and ``-reset-*`` headers (``RateHeaders``; durations
