@@ -18,7 +18,7 @@ from scotd.sample.records import settle
 from scotd.teacher.client import CallOutcome, TeacherRequest, call_teacher, interpret
 from scotd.teacher.ledger import Ledger
 from scotd.teacher.prices import Price
-from scotd.teacher.ratelimit import Grant, RateLimiter
+from scotd.teacher.ratelimit import Grant, RateHeaders, RateLimiter
 
 log = logging.getLogger(__name__)
 
@@ -46,15 +46,17 @@ class RateLimiterActor:
         return await self.limiter.acquire(est_tokens, est_cost_usd)
 
     async def complete(
-        self, grant_id: int, prompt_tokens: int = 0, completion_tokens: int = 0, cost: float = 0.0
+        self,
+        grant_id: int,
+        prompt_tokens: int = 0,
+        completion_tokens: int = 0,
+        cost: float = 0.0,
+        rate: RateHeaders | None = None,
     ) -> None:
-        self.limiter.complete(grant_id, prompt_tokens, completion_tokens, cost)
+        self.limiter.complete(grant_id, prompt_tokens, completion_tokens, cost, rate)
 
     async def rate_limited(self, retry_after_s: float) -> None:
         self.limiter.rate_limited(retry_after_s)
-
-    async def observe_limits(self, rpm: float, tpm: float) -> None:
-        self.limiter.observe_limits(rpm, tpm)
 
     async def abort(self, reason: str) -> None:
         self.limiter.abort(reason)
@@ -180,7 +182,8 @@ class TeacherSampler:
                     return await self._fail(key, "unusable", f"unusable: {why}", attempts, unusable)
                 await self._backoff(unusable)
                 continue
-            await self.limiter.complete.remote(grant.grant_id)  # not billed: release the reservation
+            # Not billed: release the reservation (the answer's headers still say what is free).
+            await self.limiter.complete.remote(grant.grant_id, rate=outcome.rate.aged())
             error = f"HTTP {outcome.status}: {outcome.error}" if outcome.status else outcome.error
             if outcome.kind == "rate_limited":
                 limited += 1
@@ -233,12 +236,12 @@ class TeacherSampler:
             completion = request.n * request.max_tokens  # charged at the reservation's bound
             prompt = est_tokens - completion
             await self.limiter.complete.remote(
-                grant.grant_id, prompt, completion, self.price.cost(prompt, completion)
+                grant.grant_id, prompt, completion, self.price.cost(prompt, completion), outcome.rate.aged()
             )
             return self._status(key, "failed_store", f"paid, not stored: {e}", attempts), ""
         seen = interpret(outcome.raw_body, request.n)
         if seen.body is None:
-            await self.limiter.complete.remote(grant.grant_id)
+            await self.limiter.complete.remote(grant.grant_id, rate=outcome.rate.aged())
             try:
                 await asyncio.to_thread(self.ledger.set_aside_unusable, key, record, seen.unusable)
             except storage.StorageError as e:  # the raw answer stays put; the next run sets it aside
@@ -252,9 +255,8 @@ class TeacherSampler:
         await asyncio.to_thread(self.ledger.put, key, settled)
         usage, cost = settled["usage"], settled["cost_usd"]
         await self.limiter.complete.remote(
-            grant.grant_id, usage["prompt_tokens"], usage["completion_tokens"], cost
+            grant.grant_id, usage["prompt_tokens"], usage["completion_tokens"], cost, outcome.rate.aged()
         )
-        await self.limiter.observe_limits.remote(outcome.limit_rpm, outcome.limit_tpm)
         row = self._status(key, "ok", "", attempts, anomalies=",".join(seen.problems), **usage, cost_usd=cost)
         return row, ""
 

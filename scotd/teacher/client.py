@@ -15,8 +15,10 @@ import json
 import math
 import re
 from collections.abc import Collection
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
+
+from scotd.teacher.ratelimit import RateHeaders
 
 if TYPE_CHECKING:
     import openai
@@ -76,15 +78,17 @@ class TeacherRequest:
 
 @dataclass(frozen=True)
 class CallOutcome:
-    """``kind == "ok"``: an HTTP 2xx arrived; ``raw_body`` is its text, not yet interpreted."""
+    """``kind == "ok"``: an HTTP 2xx arrived; ``raw_body`` is its text, not yet interpreted.
+
+    ``rate``: the answer's ``x-ratelimit-*`` headers (any answer that had them: 2xx, 429, 5xx).
+    """
 
     kind: OutcomeKind
     status: int | None = None
     raw_body: str = ""
     error: str = ""
     retry_after_s: float = 0.0
-    limit_rpm: float = 0.0
-    limit_tpm: float = 0.0
+    rate: RateHeaders = field(default_factory=RateHeaders)
     latency_s: float = 0.0
 
 
@@ -198,13 +202,6 @@ def _retry_after(headers: Any) -> float:
     return 1.0  # a 429 without a hint: a short, bounded pause
 
 
-def _limit(headers: Any, name: str) -> float:
-    try:
-        return float(headers.get(name) or 0.0)
-    except (TypeError, ValueError):
-        return 0.0
-
-
 async def call_teacher(
     client: openai.AsyncOpenAI,
     request: TeacherRequest,
@@ -234,8 +231,7 @@ async def call_teacher(
             "ok",
             raw.status_code,
             raw_body=raw.text,
-            limit_rpm=_limit(raw.headers, "x-ratelimit-limit-requests"),
-            limit_tpm=_limit(raw.headers, "x-ratelimit-limit-tokens"),
+            rate=RateHeaders.parse(raw.headers),
             latency_s=raw.elapsed.total_seconds(),
         )
     except openai.RateLimitError as e:
@@ -245,8 +241,7 @@ async def call_teacher(
             429,
             error=redact(e.message, secret),
             retry_after_s=_retry_after(h),
-            limit_rpm=_limit(h, "x-ratelimit-limit-requests"),
-            limit_tpm=_limit(h, "x-ratelimit-limit-tokens"),
+            rate=RateHeaders.parse(h),
         )
     except (openai.AuthenticationError, openai.PermissionDeniedError) as e:
         return CallOutcome("auth", e.status_code, error=redact(e.message, secret))
@@ -254,7 +249,9 @@ async def call_teacher(
         kind: OutcomeKind = (
             "transient" if e.status_code >= 500 or e.status_code in (408, 409) else "bad_request"
         )
-        return CallOutcome(kind, e.status_code, error=redact(e.message, secret))
+        return CallOutcome(
+            kind, e.status_code, error=redact(e.message, secret), rate=RateHeaders.parse(e.response.headers)
+        )
     except openai.APITimeoutError:
         return CallOutcome("transient", None, error=f"timed out after {timeout_s:g}s")
     except openai.APIConnectionError as e:

@@ -73,16 +73,17 @@ def test_sample_builds_corpus_and_summary(ray_session: str, tmp_path: Path) -> N
 
 
 def test_rate_limits_are_respected_and_used(ray_session: str, tmp_path: Path) -> None:
-    """Limits learned from the provider's headers: close to the limit, almost no 429s."""
-    with TeacherSimProcess([*FAST, "--rpm", "600", "--window-s", "5"]) as sim:
+    """Limits learned from the provider's headers, its windows spent, almost no 429s."""
+    with TeacherSimProcess([*FAST, "--rpm", "600", "--window-s", "5"]) as sim:  # 50 a 5 s window
         result = run_sample(_cfg(sim, tmp_path / "r", limit=90, n=1))
         stats = sim.stats()
     s = result.summary
     assert s.complete
+    # The provider's window is the limit (its 429s say when a client overfills it), not a pace:
+    # 90 requests fit in two windows, ~5 s apart, so the job's rate may exceed 600 a minute.
     assert stats["outcomes"]["429"] <= 0.02 * stats["requests"]
     assert s.limits["rpm"] == 600
     assert s.achieved_rpm >= 0.85 * 600, s.achieved_rpm
-    assert s.achieved_rpm <= 1.02 * 600
 
 
 def test_faults_are_retried_until_every_example_completes(ray_session: str, tmp_path: Path) -> None:
