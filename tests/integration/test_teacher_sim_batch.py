@@ -341,12 +341,13 @@ def test_line_failures_forced_expiry_queue_limit_and_file_caps() -> None:
 
 
 def test_a_batch_past_its_window_expires_and_online_requests_are_answered_meanwhile() -> None:
-    """Lines as fast as the CPU allows (n=100 each): the server keeps answering online requests."""
-    args = [*FAST, "--batch-validate-s", "0", "--batch-line-ms", "0", "--batch-window-s", "3"]
+    """Heavy lines (n=100 each): the server keeps answering online requests. 40 ms per line makes
+    the batch at least 4 s of work whatever the CPU, so it outlives its 3 s window."""
+    args = [*FAST, "--batch-validate-s", "0", "--batch-line-ms", "40", "--batch-window-s", "3"]
     with TeacherSimProcess(args) as server:
         api = client(server)
         lines = [line(f"w{i}", n=100, max_tokens=256) for i in range(100)]
-        created = start(api, jsonl(lines))  # some 5 s of work: more than the window
+        created = start(api, jsonl(lines))  # >= 4 s of work: more than the window
         assert created.expires_at == created.created_at + 3
         status = "validating"
         for _ in range(300):  # bounded: the window ends it within 3 s
