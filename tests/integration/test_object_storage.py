@@ -20,6 +20,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from scotd import storage
+from scotd.localcluster.s3 import local_s3
 from scotd.teacher.sim.process import TeacherSimProcess
 
 BUCKET = "scotd-test"
@@ -28,31 +29,8 @@ BUCKET = "scotd-test"
 @pytest.fixture(scope="module")
 def s3_env() -> Iterator[dict[str, str]]:
     """A moto S3 server on a free loopback port with one bucket; the env vars that point at it."""
-    import boto3
-    from moto.server import ThreadedMotoServer
-
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    try:
-        host, port = server.get_host_and_port()
-        env = {
-            "AWS_ENDPOINT_URL": f"http://{host}:{port}",
-            "AWS_ACCESS_KEY_ID": "testing",
-            "AWS_SECRET_ACCESS_KEY": "testing",
-            "AWS_DEFAULT_REGION": "us-east-1",
-            "AWS_REGION": "us-east-1",
-            "AWS_EC2_METADATA_DISABLED": "true",  # never look for an instance role
-        }
-        boto3.client(
-            "s3",
-            endpoint_url=env["AWS_ENDPOINT_URL"],
-            aws_access_key_id="testing",
-            aws_secret_access_key="testing",
-            region_name="us-east-1",
-        ).create_bucket(Bucket=BUCKET)
+    with local_s3(BUCKET) as env:
         yield env
-    finally:
-        server.stop()
 
 
 @pytest.fixture
