@@ -21,6 +21,9 @@ LOCAL_ENV = {
 }
 
 
+_started_here = False  # True when init_ray started the cluster (no autoscaler: its resources are final)
+
+
 def init_ray(num_cpus: int | None = None, quiet: bool = False) -> None:
     """Idempotent: connect to ``$RAY_ADDRESS`` if set (``auto`` = the cluster on this machine),
     else start a local loopback cluster of our own.
@@ -49,6 +52,8 @@ def init_ray(num_cpus: int | None = None, quiet: bool = False) -> None:
     log.info("starting a local Ray cluster on 127.0.0.1 with %d logical CPUs", cpus)
     # address="local": a new cluster of our own, even if another one runs on this machine
     # (set RAY_ADDRESS=auto to join that one instead).
+    global _started_here
+    _started_here = True
     ray.init(
         address="local",
         num_cpus=cpus,
@@ -56,6 +61,26 @@ def init_ray(num_cpus: int | None = None, quiet: bool = False) -> None:
         log_to_driver=not quiet,
         _node_ip_address="127.0.0.1",
     )
+
+
+def require_resources(resources: Mapping[str, float], field: str) -> None:
+    """Fail before anything is spent when ``field`` asks for Ray resources no node can ever have.
+
+    Only on a cluster this process started (its resources are fixed): a joined cluster may be
+    autoscaled, and its autoscaler starts the node types that have them.
+    """
+    import ray
+
+    if not resources or not _started_here:
+        return
+    have = ray.cluster_resources()
+    missing = sorted(k for k, v in resources.items() if have.get(k, 0.0) < v)
+    if missing:
+        raise ValueError(
+            f"{field} asks for Ray resources {missing} that this local cluster has none of; they name node types "
+            "of a real cluster (cluster/aws.yaml, `scotd cluster-local up`): drop them for a local run, or "
+            "submit the job to that cluster"
+        )
 
 
 def batch_rows(batch: Mapping[str, Any]) -> list[dict[str, Any]]:

@@ -74,6 +74,11 @@ class DistillConfig(StageConfig):
     num_workers: int = Field(1, ge=1)
     use_gpu: bool = False
     cpus_per_worker: float = Field(1.0, gt=0, description="Ray CPUs per worker (fractional is fine)")
+    resources_per_worker: dict[str, float] = Field(
+        default_factory=dict,
+        description="more Ray resources per worker, e.g. {accelerator: 1}: workers land only on node types "
+        "that have them",
+    )
     torch_threads: int | None = Field(None, ge=1, description="intra-op threads per worker (default: Ray's)")
     strategy: Literal["fsdp", "ddp"] = Field("fsdp", description="fsdp = FSDP2 fully_shard per decoder layer")
     precision: Literal["auto", "bf16", "fp32"] = Field("auto", description="auto: bf16 on GPU, fp32 on CPU")
@@ -128,6 +133,7 @@ OPERATIONAL_FIELDS = frozenset(
         "num_workers",
         "use_gpu",
         "cpus_per_worker",
+        "resources_per_worker",
         "torch_threads",
         "strategy",
         "precision",

@@ -116,9 +116,10 @@ def _run_distill(
     write_resolved(cfg, run.uri)
     had_checkpoint = bool(storage.list_files(run, suffix=TRAINER_STATE))
 
-    from scotd.ray_runtime import init_ray
+    from scotd.ray_runtime import init_ray, require_resources
 
     init_ray()
+    require_resources(cfg.resources_per_worker, "resources_per_worker")
     ds = read_training_set(info, cfg.label_only)
     if source.kind == "tiny":
         source = _tiny_student(cfg, run, info, ds)
@@ -192,7 +193,7 @@ def _fit(
 
     from scotd.distill.loop import train_loop_per_worker
 
-    resources: dict[str, float] = {"CPU": cfg.cpus_per_worker}
+    resources: dict[str, float] = {**cfg.resources_per_worker, "CPU": cfg.cpus_per_worker}
     if cfg.use_gpu:
         resources["GPU"] = 1.0
     datasets = {"train": data.train}

@@ -42,6 +42,11 @@ class EvalConfig(StageConfig):
     num_engines: int = Field(1, ge=1, description="engine actors (one model copy each)")
     num_cpus_per_engine: float = Field(1.0, gt=0)
     num_gpus_per_engine: float = Field(0.0, ge=0, description="GPUs per engine actor (0 on CPU machines)")
+    resources_per_engine: dict[str, float] = Field(
+        default_factory=dict,
+        description="more Ray resources per engine actor, e.g. {accelerator: 1}: engines land only on node "
+        "types that have them",
+    )
     threads: int | None = Field(None, ge=1, description="torch threads per hf engine (default: all cores)")
     dtype: str = Field("float32", description="float32 | bfloat16 | float16")
     out: str = Field("outputs/eval/{task}-{split}", description="output dir or URI")

@@ -66,7 +66,7 @@ def run_eval(cfg: EvalConfig) -> Evaluation:
 
 
 def _run_eval(cfg: EvalConfig) -> Evaluation:
-    from scotd.ray_runtime import batch_rows, init_ray
+    from scotd.ray_runtime import batch_rows, init_ray, require_resources
 
     started = time.time()
     engine = resolve_engine(cfg.engine)
@@ -76,6 +76,7 @@ def _run_eval(cfg: EvalConfig) -> Evaluation:
     out = storage.location(cfg.out_dir())
     write_resolved(cfg, out.uri)
     init_ray()
+    require_resources(cfg.resources_per_engine, "resources_per_engine")
     import ray.data
 
     items = [{"example_id": ex.id, "prompt": _prompt(ex, cfg.prompt_style)} for ex in loaded.examples]
@@ -102,6 +103,7 @@ def _run_eval(cfg: EvalConfig) -> Evaluation:
         compute=ray.data.ActorPoolStrategy(size=cfg.num_engines),
         num_cpus=cfg.num_cpus_per_engine,
         num_gpus=cfg.num_gpus_per_engine,
+        resources=cfg.resources_per_engine or None,
         runtime_env={"env_vars": env},
         batch_format="numpy",
     )

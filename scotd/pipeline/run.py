@@ -250,7 +250,8 @@ def _evaluate(
     assert run.summary is not None
     identity = {
         "model_fingerprint": run.summary.fingerprint,
-        "eval": ecfg.model_dump(mode="json", exclude={"progress"}),
+        # where engines run is not what they compute: placement never invalidates an evaluation
+        "eval": ecfg.model_dump(mode="json", exclude={"progress", "resources_per_engine"}),
     }
     target = Evaluation(storage.location(ecfg.out_dir()).uri)
     if target.identity() == identity:

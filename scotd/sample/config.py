@@ -148,6 +148,11 @@ class SamplerPool(ConfigSection):
     requests_per_batch: int = Field(8, ge=1, description="requests one Ray Data batch sends concurrently")
     batches_in_flight: int = Field(4, ge=1, description="batches each actor works on at once")
     num_cpus: float = Field(0.25, gt=0, description="CPUs reserved per sampler actor")
+    resources: dict[str, float] = Field(
+        default_factory=dict,
+        description="more Ray resources per sampler actor, e.g. {sampler: 1}: samplers land only on node types "
+        "that have them",
+    )
 
 
 class SampleConfig(StageConfig):

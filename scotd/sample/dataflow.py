@@ -10,7 +10,7 @@ from typing import Any
 from tqdm import tqdm
 
 from scotd import secrets
-from scotd.ray_runtime import batch_rows, init_ray
+from scotd.ray_runtime import batch_rows, init_ray, require_resources
 from scotd.sample.actors import NAMESPACE, RateLimiterActor, TeacherSampler
 from scotd.sample.config import SampleConfig
 from scotd.sample.plan import PlannedRequest, planned_rows
@@ -32,6 +32,7 @@ def buy(
 ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """Buy every request in ``todo`` (at most once each); return per-request statuses and limiter stats."""
     init_ray()
+    require_resources(cfg.pool.resources, "pool.resources")
     import ray.data
 
     budget = cfg.budget
@@ -73,6 +74,7 @@ def buy(
             size=pool.num_samplers, max_tasks_in_flight_per_actor=pool.batches_in_flight
         ),
         num_cpus=pool.num_cpus,
+        resources=pool.resources or None,
         batch_format="numpy",
     )
     statuses: list[dict[str, Any]] = []
