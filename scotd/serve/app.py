@@ -30,6 +30,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from ray import serve
+from ray.exceptions import RayActorError
 from ray.serve.config import BackpressureConfig
 from ray.serve.exceptions import BackPressureError
 from ray.serve.handle import DeploymentHandle
@@ -54,6 +55,9 @@ from scotd.voting import adaptive_vote, settled, vote
 
 log = logging.getLogger("ray.serve")
 BodyT = TypeVar("BodyT", bound=BaseModel)
+# A request whose model replica dies under it (node lost, replica killed) is sent again this many
+# times, to whichever replica Serve routes it to, within the same request_timeout_s.
+REPLICA_LOSS_RETRIES = 2
 BACKPRESSURE = BackpressureConfig(status_code=503, retry_after_s=RETRY_AFTER_S)
 
 
@@ -271,20 +275,29 @@ class AnswerAPI:
             max_new_tokens=max_new,
             timeout_s=self.cfg.request_timeout_s,
         )
-        response = self.model.generate.remote(item)
-        try:
-            result: GenResult = await asyncio.wait_for(response, timeout=self.cfg.request_timeout_s)
-        except (TimeoutError, asyncio.TimeoutError):  # distinct classes on Python 3.10
-            response.cancel()  # the replica stops generating for it and frees the slot
-            return error(504, f"the model did not answer within {self.cfg.request_timeout_s:g} s", "timeout")
-        except asyncio.CancelledError:  # the client went away
-            response.cancel()
-            raise
-        except BackPressureError:
-            return error(503, "the model is at capacity; retry shortly", "overloaded")
-        except Exception as e:  # a crashed or restarting replica: a clean 503, never a hang
-            log.warning("model call failed: %s", type(e).__name__)
-            return error(503, "the model is unavailable right now; retry shortly", "unavailable")
+        deadline = time.monotonic() + self.cfg.request_timeout_s
+        for attempt in range(1 + REPLICA_LOSS_RETRIES):
+            response = self.model.generate.remote(item)
+            try:
+                result: GenResult = await asyncio.wait_for(response, timeout=deadline - time.monotonic())
+                break
+            except (TimeoutError, asyncio.TimeoutError):  # distinct classes on Python 3.10
+                response.cancel()  # the replica stops generating for it and frees the slot
+                return error(
+                    504, f"the model did not answer within {self.cfg.request_timeout_s:g} s", "timeout"
+                )
+            except asyncio.CancelledError:  # the client went away
+                response.cancel()
+                raise
+            except BackPressureError:
+                return error(503, "the model is at capacity; retry shortly", "overloaded")
+            except RayActorError as e:  # the replica (or its node) died: generation is stateless, ask another
+                log.warning("model replica lost (%s); attempt %d", type(e).__name__, attempt + 1)
+                if attempt == REPLICA_LOSS_RETRIES or time.monotonic() >= deadline:
+                    return error(503, "the model is unavailable right now; retry shortly", "unavailable")
+            except Exception as e:  # a crashed or restarting replica: a clean 503, never a hang
+                log.warning("model call failed: %s", type(e).__name__)
+                return error(503, "the model is unavailable right now; retry shortly", "unavailable")
         if result.error is not None:
             return error(503, "the model failed on this request; retry shortly", "unavailable")
         return result.generations, tokens
