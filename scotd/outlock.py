@@ -11,7 +11,8 @@ same requests concurrently, and waiting silently behind a long run is rarely wha
   holder exits, however it exits (``kill -9`` included), so a crashed run never leaves a stale lock.
 - Object storage has no locks: a lease object ``<dir>/.scotd.lock`` naming the holder and an
   expiry, renewed every ``LEASE_S / 3`` by a daemon thread and deleted on exit. A lease that has
-  expired (its holder died) is taken over. Without a conditional PUT this is best effort: two runs
+  expired (its holder died) is taken over, and so at once is one whose holder ran on this host and
+  whose process is gone (a killed job driver, resubmitted on the same head). Without a conditional PUT this is best effort: two runs
   started within the same second can both get it.
 """
 
@@ -90,7 +91,7 @@ def _flock(loc: storage.Location, command: str) -> Iterator[None]:
 @contextlib.contextmanager
 def _lease(loc: storage.Location, command: str) -> Iterator[None]:
     current = _read_json(storage.read_bytes(loc, LOCK_FILE) or b"")
-    if current and float(current.get("expires_at", 0)) > time.time():
+    if current and float(current.get("expires_at", 0)) > time.time() and not _died_here(current):
         raise OutputLocked(_describe(current, loc.uri))
     holder = _holder(command)
     stop = threading.Event()
@@ -114,6 +115,36 @@ def _lease(loc: storage.Location, command: str) -> Iterator[None]:
         stop.set()
         thread.join(timeout=10)
         storage.delete(loc, LOCK_FILE)
+
+
+def _died_here(holder: dict[str, Any]) -> bool:
+    """The lease's holder ran on this host and its process is gone (a crashed or killed driver that a
+    resubmitted job replaces on the same head): take the lease over now, not when it expires."""
+    if holder.get("host") != socket.gethostname():
+        return False  # another machine's process: only the expiry can tell
+    try:
+        pid, since = int(holder["pid"]), float(holder["since"])
+    except (KeyError, TypeError, ValueError):
+        return False
+    if pid == os.getpid():
+        return False
+    try:
+        import psutil
+    except ImportError:  # no start times to compare: only whether the pid exists
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        except OSError:
+            return False
+        return False
+    try:
+        # A live pid started after the holder did is a reused pid: the holder is gone.
+        return bool(psutil.Process(pid).create_time() > since + 1)
+    except psutil.NoSuchProcess:
+        return True
+    except (psutil.Error, OSError):
+        return False
 
 
 def _read_json(data: bytes) -> dict[str, Any] | None:

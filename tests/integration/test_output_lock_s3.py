@@ -36,3 +36,38 @@ def test_a_lease_refuses_a_second_run_names_the_holder_and_expires(on_s3: str) -
     storage.write_bytes(loc, LOCK_FILE, json.dumps({"pid": 1, "command": "dead", "expires_at": 0}).encode())
     with output_lock(on_s3, "after expiry"):
         assert json.loads(storage.read_bytes(loc, LOCK_FILE) or b"{}")["command"] == "after expiry"
+
+
+def test_a_live_lease_of_a_dead_process_on_this_host_is_taken_over_at_once(on_s3: str) -> None:
+    """A job driver killed on the head leaves a lease with minutes to run; its resubmission (same
+    host) takes it over now. A live holder here, or any holder on another host, still refuses."""
+    import socket
+    import subprocess
+    import sys
+
+    loc = storage.location(on_s3)
+    live = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    try:
+        since = time.time() - 5
+        lease = {
+            "host": socket.gethostname(),
+            "command": "c",
+            "since": since,
+            "expires_at": time.time() + 100,
+        }
+        for holder, refused in [
+            ({**lease, "pid": live.pid, "since": time.time() + 5}, True),  # alive, started before "since"
+            ({**lease, "pid": live.pid, "host": "elsewhere"}, True),  # another machine: wait for expiry
+            ({**lease, "pid": dead.pid}, False),  # gone: taken over at once
+        ]:
+            storage.write_bytes(loc, LOCK_FILE, json.dumps(holder).encode())
+            if refused:
+                with pytest.raises(OutputLocked), output_lock(on_s3, "resubmitted"):
+                    pass
+            else:
+                with output_lock(on_s3, "resubmitted"):
+                    assert json.loads(storage.read_bytes(loc, LOCK_FILE) or b"{}")["command"] == "resubmitted"
+    finally:
+        live.kill()
