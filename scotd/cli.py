@@ -46,6 +46,10 @@ STAGES: dict[str, tuple[str, str]] = {
         "scotd.pipeline.experiment_cli",
         "a grid of students from one teacher ledger: N curve, data scaling, down-sampling, ...",
     ),
+    "cluster-local": (
+        "scotd.localcluster.cli",
+        "a local autoscaling Ray cluster with cluster/aws.yaml's node types (try the cluster path here)",
+    ),
 }
 
 
