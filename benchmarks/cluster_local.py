@@ -118,7 +118,7 @@ def main() -> int:
             client = JobSubmissionClient(lc.dashboard_url)
             timeline = Timeline(lc)
             first = _submit(lc, client, "first")
-            killed_at_step = None
+            checkpoints_at_kill = None
             if not args.no_kill:
                 run_root = storage.location(f"{OUT}/students")
                 deadline = time.monotonic() + args.timeout_s
@@ -128,9 +128,15 @@ def main() -> int:
                     if client.get_job_status(first).is_terminal():
                         break
                     time.sleep(1)
+                if client.get_job_status(first).is_terminal():
+                    print(f"the job ended before its first checkpoint: {client.get_job_status(first)}")
+                    print(client.get_job_logs(first)[-6000:])
+                    return 1
                 states = storage.list_files(run_root, suffix="trainer_state.json")
-                killed_at_step = len(states)
-                pid = client.get_job_info(first).driver_info.pid
+                checkpoints_at_kill = len(states)
+                info = client.get_job_info(first).driver_info
+                assert info is not None, "the job has no driver yet"
+                pid = info.pid
                 os.kill(int(pid), signal.SIGKILL)
                 print(
                     f"[{timeline.now():6.1f} s] driver (pid {pid}) SIGKILLed mid-distill ({len(states)} checkpoint files in S3)"
@@ -157,7 +163,14 @@ def main() -> int:
             except TimeoutError as e:
                 print(e)
             timeline.stop()
-            results = json.loads(storage.read_bytes(storage.location(OUT), "results.json") or b"{}")
+            jobs = [("first", first)] + ([] if args.no_kill else [("again", job)])
+            marks = {label: _stage_marks(client, jid) for label, jid in jobs}
+            runs = storage.location(f"{OUT}/students")
+            distill = [
+                json.loads(storage.read_bytes(runs, f) or b"{}")
+                for f in storage.list_files(runs, suffix="summary.json")
+                if f.count("/") == 1
+            ]
         finally:
             lc.down()
     print("\n## node types (autoscaler's own record)")
@@ -170,22 +183,21 @@ def main() -> int:
         kinds = sorted({timeline.types.get(n, "?") for n in nodes})
         print(f"- {stage}: {len(nodes)} node(s), types {kinds}")
     print("\n## stage marks (job logs)")
-    for label, jid in [("first", first)] + ([] if args.no_kill else [("again", job)]):
-        print(f"- {label}: {_stage_marks(client, jid)}")
-    teacher = (results.get("teacher") or {}) if isinstance(results, dict) else {}
-    print("\n## resubmission")
+    for label, stage_marks in marks.items():
+        print(f"- {label}: {stage_marks}")
     if not args.no_kill:
-        again_logs = logs
-        bought = [ln for ln in again_logs.splitlines() if "already in the ledger" in ln]
-        print(f"- driver killed with {killed_at_step} checkpoint file(s) in S3")
+        print("\n## resubmission")
+        bought = [ln for ln in logs.splitlines() if "already in the ledger" in ln]
+        print(f"- driver killed with {checkpoints_at_kill} checkpoint file(s) in S3")
         print(
             f"- teacher on resubmission: {bought[0].split('INFO ')[-1] if bought else 'no plan line found'}"
         )
-        resumed = [ln for ln in again_logs.splitlines() if "resum" in ln.lower()]
-        print(f"- distill: {resumed[0].split('INFO ')[-1] if resumed else 'no resume line found'}")
-    print(
-        f"- teacher summary: requests {teacher.get('requests_planned')} planned, cost {teacher.get('cost_usd')}"
-    )
+        for d in distill:
+            print(
+                f"- distill {d.get('run_name')}: final step {d.get('final_step')}, started from checkpoint "
+                f"{d.get('started_from_checkpoint')}, resumed at {d.get('resumed_at_steps')}, "
+                f"steps trained by the resubmitted job {d.get('trained_steps_this_run')}"
+            )
     print(
         f"\nwall: job done at {done_at:.1f} s; all worker nodes gone {removed_s} s later; total {time.monotonic() - wall0:.1f} s"
     )

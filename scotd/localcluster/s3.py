@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import logging
 import signal
 import threading
 from collections.abc import Iterator
@@ -36,6 +37,7 @@ def local_s3(bucket: str = BUCKET, port: int = 0) -> Iterator[dict[str, str]]:
         from moto.server import ThreadedMotoServer
     except ImportError as e:  # pragma: no cover - dev dependency
         raise RuntimeError("the local S3 server needs moto: pip install -e '.[dev]'") from e
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # one access-log line per S3 call otherwise
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()
     try:

@@ -204,9 +204,18 @@ def test_distill_on_trainer_nodes_restarts_from_the_s3_checkpoint_after_a_lost_n
     assert all(0 < s < steps and s % 10 == 0 for s in summary["resumed_at_steps"]), summary
     assert seen.actor_types() == {TRAINER}, f"train workers ran on {seen.actor_types()}"
     assert seen.types.get(killed) == TRAINER
+    # The student is scored on the same node type: eval engines ask for the accelerator too.
+    with Watcher(lc, "StudentGenerator") as engines:
+        Driver(
+            lc, s3, tmp_path / "eval.log", "eval", "--model", f"{run}/export", "--task", "synthetic",
+            "--split", "test", "--limit", "12", "--engine", "hf", "--votes", "2", "--ks", "[1, 2]",
+            "--resources-per-engine", "{accelerator: 1}", "--out", f"s3://{BUCKET}/eval", "--progress", "false",
+        ).finish(300)  # fmt: skip
+    assert engines.actor_types() == {TRAINER}, f"eval engines ran on {engines.actor_types()}"
     print(
         f"\ndistill: trainer node lost; group back on 2 trainer nodes {recovered_s:.1f} s after the kill, "
-        f"resumed at step {summary['resumed_at_steps']}, finished at step {summary['final_step']}"
+        f"resumed at step {summary['resumed_at_steps']}, finished at step {summary['final_step']}; "
+        "eval engines on gpu_worker"
     )
 
 
