@@ -43,7 +43,9 @@ SAMPLER, TRAINER = "cpu_sampler", "gpu_worker"
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[LocalCluster, dict[str, str]]]:
     with local_s3(BUCKET) as s3:
-        scale = LocalScale(idle_timeout_minutes=0.15, heartbeat_timeout_s=8)
+        scale = LocalScale(
+            idle_timeout_minutes=0.4, heartbeat_timeout_s=8
+        )  # idle nodes stay ~24 s: not removed under a resubmitted job
         lc = up(scale=scale, env=s3, workdir=str(tmp_path_factory.mktemp("cluster")))
         try:
             yield lc, s3
@@ -133,41 +135,59 @@ def _scaled_down(lc: LocalCluster, kind: str) -> float:
     return time.monotonic() - start
 
 
-def test_teacher_stage_scales_samplers_survives_a_lost_node_and_pays_once(
-    cluster: tuple[LocalCluster, dict[str, str]], on_s3: dict[str, str], tmp_path: Path
+def test_teacher_job_survives_a_lost_sampler_node_and_a_killed_driver_paying_once(
+    cluster: tuple[LocalCluster, dict[str, str]], on_s3: dict[str, str]
 ) -> None:
-    lc, s3 = cluster
-    limit, out = 60, f"s3://{BUCKET}/teacher"
-    with TeacherSimProcess(["--latency-base-ms", "300", "--rpm", "600", "--window-s", "5"]) as sim:
-        started = time.monotonic()
+    """``ray job submit`` of the teacher stage: sampler nodes come up for it (no GPU node), a
+    sampler node is lost mid-stage (the stage goes on), then the driver itself is SIGKILLed; the
+    same job submitted again resumes from the ledger in S3. Every answer is paid once."""
+    from ray.job_submission import JobSubmissionClient
+
+    from tests.helpers.ray_jobs import logs, submit, wait
+
+    lc, _ = cluster
+    limit, out = 80, f"s3://{BUCKET}/teacher"
+    with TeacherSimProcess(["--latency-base-ms", "300", "--rpm", "300", "--window-s", "5"]) as sim:
+        args = [
+            "--limit", str(limit), "--n", "2", "--out", out, "--teacher.base-url", sim.base_url,
+            "--pool.num-samplers", "2", "--pool.resources", "{sampler: 1}", "--progress", "false",
+        ]  # fmt: skip
+        ledger = Ledger(f"{out}/ledger")
         with Watcher(lc, "TeacherSampler") as seen:
-            driver = Driver(
-                lc, s3, tmp_path / "sample.log", "sample", "--limit", str(limit), "--n", "2", "--out", out,
-                "--teacher.base-url", sim.base_url, "--pool.num-samplers", "2",
-                "--pool.resources", "{sampler: 1}", "--progress", "false",
-            )  # fmt: skip
-            ledger = Ledger(f"{out}/ledger")
-            first = lc.wait_for("a sampler node", lambda: driver.running() and lc.active().get(SAMPLER), 120)
+            started = time.monotonic()
+            first = submit(lc.head, "jobs/sample.py", *args)
+            lc.wait_for("a sampler node", lambda: lc.active().get(SAMPLER), 120)
             scale_up_s = time.monotonic() - started
-            killed, at = _kill_first_node_of(
-                lc, driver, "TeacherSampler", lambda: len(ledger.keys()) >= limit // 4, 180
+            lc.wait_for("the stage under way", lambda: len(ledger.keys()) >= limit // 5, 180)
+            killed = lc.wait_for("a live sampler", lambda: [n for _, n in lc.actors("TeacherSampler")], 60)[0]
+            lc.kill_node(killed)
+            at_node_kill, bought_at_node_kill = time.monotonic(), len(ledger.keys())
+            lc.wait_for(
+                "answers after the node loss", lambda: len(ledger.keys()) >= bought_at_node_kill + 10, 180
             )
-            bought_at_kill = len(ledger.keys())
-            driver.finish(300)
-            finished_s = time.monotonic() - at
+            went_on_s = time.monotonic() - at_node_kill
+            driver = JobSubmissionClient(lc.dashboard_url).get_job_info(first).driver_info
+            assert driver is not None
+            os.kill(int(driver.pid), signal.SIGKILL)
+            bought_at_driver_kill = len(ledger.keys())
+            status, _ = wait(lc.head, first, 60)
+            second = submit(lc.head, "jobs/sample.py", *args)
+            status2, took = wait(lc.head, second, 300)
+            text = logs(lc.head, second)
         stats = sim.stats()
-    summary = _json(out, "summary.json")
-    assert summary["complete"] and summary["requests_planned"] == limit, summary
-    assert bought_at_kill < limit, "the node must be lost mid-stage"
+    assert status == "FAILED" and status2 == "SUCCEEDED", (status, status2, text[-3000:])
+    assert bought_at_node_kill < bought_at_driver_kill < limit, "both losses must land mid-stage"
+    assert f"{bought_at_driver_kill} already in the ledger" in text, text[-3000:]
+    assert _json(out, "summary.json")["complete"]
     assert stats["repeated_paid_requests"] == 0 and stats["paid_requests"] == limit, stats
-    assert first >= 1 and seen.max_active.get(SAMPLER, 0) >= 1
     assert TRAINER not in seen.max_active, "no GPU node is started for the teacher stage"
     assert seen.actor_types() == {SAMPLER}, f"samplers ran on {seen.actor_types()}"
     assert seen.types.get(killed) == SAMPLER
     down_s = _scaled_down(lc, SAMPLER)
     print(
-        f"\nteacher stage: sampler scale-up {scale_up_s:.1f} s; node lost after {bought_at_kill}/{limit} "
-        f"answers; stage finished {finished_s:.1f} s after the kill; idle samplers gone {down_s:.1f} s after"
+        f"\nteacher job: sampler node up {scale_up_s:.1f} s after submit; node lost at {bought_at_node_kill}/{limit} "
+        f"answers, 10 more answers {went_on_s:.1f} s later; driver killed at {bought_at_driver_kill}/{limit}, the "
+        f"resubmitted job finished in {took:.1f} s; idle samplers gone {down_s:.1f} s after"
     )
 
 
@@ -179,13 +199,13 @@ def test_distill_on_trainer_nodes_restarts_from_the_s3_checkpoint_after_a_lost_n
     storage.upload_dir(
         str(write_demo_corpus(tmp_path / "corpus", questions=48, per_question=4)), storage.location(corpus)
     )
-    steps, out, name = 40, f"s3://{BUCKET}/distill", "lost-node"
+    steps, out, name = 60, f"s3://{BUCKET}/distill", "lost-node"
     run = f"{out}/{name}"
     with Watcher(lc, "RayTrainWorker") as seen:
         driver = Driver(
             lc, s3, tmp_path / "distill.log", "distill", "--corpus", corpus, "--student", "tiny", "--max-steps", str(steps),
             "--batch-size", "8", "--warmup-steps", "5", "--num-workers", "2", "--cpus-per-worker", "1",
-            "--resources-per-worker", "{accelerator: 1}", "--checkpoint-every-steps", "10",
+            "--resources-per-worker", "{accelerator: 1}", "--checkpoint-every-steps", "5",
             "--eval-every-steps", "1000", "--log-every-steps", "5", "--out", out, "--name", name,
         )  # fmt: skip
         checkpointed = lambda: storage.list_files(storage.location(run), suffix="trainer_state.json") or None  # noqa: E731
@@ -201,7 +221,7 @@ def test_distill_on_trainer_nodes_restarts_from_the_s3_checkpoint_after_a_lost_n
     assert back
     assert summary["final_step"] == steps, summary
     assert summary["restarts_after_failure"] >= 1 and summary["resumed_at_steps"], summary
-    assert all(0 < s < steps and s % 10 == 0 for s in summary["resumed_at_steps"]), summary
+    assert all(0 < s < steps and s % 5 == 0 for s in summary["resumed_at_steps"]), summary
     assert seen.actor_types() == {TRAINER}, f"train workers ran on {seen.actor_types()}"
     assert seen.types.get(killed) == TRAINER
     # The student is scored on the same node type: eval engines ask for the accelerator too.
@@ -329,42 +349,3 @@ def _counts(statuses: list[int]) -> str:
     from collections import Counter
 
     return f"statuses: {dict(Counter(statuses))}"
-
-
-def test_a_killed_job_driver_resubmitted_resumes_and_buys_nothing_twice(
-    cluster: tuple[LocalCluster, dict[str, str]], on_s3: dict[str, str]
-) -> None:
-    """``ray job submit`` on the cluster; the driver SIGKILLed mid-stage (what a crashed driver looks
-    like); the same job submitted again resumes from the ledger in S3 and buys only the rest."""
-    from ray.job_submission import JobSubmissionClient
-
-    from tests.helpers.ray_jobs import logs, submit, wait
-
-    lc, _ = cluster
-    limit, out = 60, f"s3://{BUCKET}/job-teacher"
-    with TeacherSimProcess(["--latency-base-ms", "300", "--rpm", "600", "--window-s", "5"]) as sim:
-        args = [
-            "--limit", str(limit), "--n", "2", "--out", out, "--teacher.base-url", sim.base_url,
-            "--pool.num-samplers", "2", "--pool.resources", "{sampler: 1}", "--progress", "false",
-        ]  # fmt: skip
-        first = submit(lc.head, "jobs/sample.py", *args)
-        ledger = Ledger(f"{out}/ledger")
-        lc.wait_for("the first job under way", lambda: len(ledger.keys()) >= limit // 4, 240)
-        client = JobSubmissionClient(lc.dashboard_url)
-        pid = client.get_job_info(first).driver_info.pid  # type: ignore[union-attr]
-        os.kill(int(pid), signal.SIGKILL)
-        status, _ = wait(lc.head, first, 60)
-        bought_before = len(ledger.keys())
-        paid_before = sim.stats()["paid_requests"]
-        second = submit(lc.head, "jobs/sample.py", *args)
-        status2, took = wait(lc.head, second, 300)
-        text = logs(lc.head, second)
-        stats = sim.stats()
-    assert status == "FAILED" and status2 == "SUCCEEDED", (status, status2, text[-3000:])
-    assert 0 < bought_before < limit, "the driver must die mid-stage"
-    assert f"{bought_before} already in the ledger" in text, text[-3000:]
-    assert stats["repeated_paid_requests"] == 0 and stats["paid_requests"] == limit, stats
-    assert paid_before >= bought_before
-    print(
-        f"\njob driver killed after {bought_before}/{limit} answers; the resubmitted job finished in {took:.1f} s"
-    )
