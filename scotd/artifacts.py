@@ -333,6 +333,7 @@ class StudentRun:
     STUDENT_INIT: ClassVar[str] = "student_init"
     INIT_COMPLETE: ClassVar[str] = ".complete"
     VALIDATION: ClassVar[str] = "validation_questions.json"
+    TRAINER_STATE: ClassVar[str] = "trainer_state.json"  # in each checkpoint (scotd.distill.checkpoint)
 
     @property
     def location(self) -> storage.Location:

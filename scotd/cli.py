@@ -50,6 +50,10 @@ STAGES: dict[str, tuple[str, str]] = {
         "scotd.localcluster.cli",
         "a local autoscaling Ray cluster with cluster/aws.yaml's node types (try the cluster path here)",
     ),
+    "status": (
+        "scotd.status.cli",
+        "where a run stands: stage, progress, spend, ETA, last error, whether it is live",
+    ),
 }
 
 

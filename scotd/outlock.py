@@ -14,6 +14,9 @@ same requests concurrently, and waiting silently behind a long run is rarely wha
   expired (its holder died) is taken over, and so at once is one whose holder ran on this host and
   whose process is gone (a killed job driver, resubmitted on the same head). Without a conditional PUT this is best effort: two runs
   started within the same second can both get it.
+
+``who_holds(loc)`` answers the same question for a watcher (``scotd status``) without taking the
+directory: who holds it now, or which run held it last and died without releasing it.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
 from scotd import storage
@@ -145,6 +149,71 @@ def _died_here(holder: dict[str, Any]) -> bool:
         return True
     except (psutil.Error, OSError):
         return False
+
+
+@dataclass(frozen=True)
+class Holder:
+    """Who holds a directory (``live``), or last held it and is gone (a killed run's lock file)."""
+
+    live: bool
+    command: str | None = None
+    pid: int | None = None
+    host: str | None = None
+    since: float | None = None
+    expires_at: float | None = None  # object storage: the lease's expiry
+
+
+def who_holds(loc: storage.Location) -> Holder | None:
+    """The holder of ``loc`` as a watcher sees it (``scotd status``); ``None`` when no run ever
+    named itself there, or the last one released it cleanly (it empties the file).
+
+    It never creates a lock file and never waits. Locally the flock is tried (shared, non-blocking)
+    only when the file names a holder, and released at once: an answer for a directory in use
+    without ever getting in a starting run's way, except in the instant after a killed run. On
+    object storage the lease counts while it has not expired and its holder is not known dead.
+    """
+    if not loc.is_local:
+        lease = _read_json(storage.read_bytes(loc, LOCK_FILE) or b"")
+        if lease is None:
+            return None
+        live = float(lease.get("expires_at") or 0) > time.time() and not _died_here(lease)
+        return _as_holder(lease, live)
+    import fcntl
+
+    try:
+        fd = os.open(loc.join(LOCK_FILE), os.O_RDONLY)
+    except FileNotFoundError:
+        return None
+    try:
+        data = os.pread(fd, 65536, 0)
+        if not data.strip():  # released cleanly (or a holder this instant, before it wrote its name)
+            return None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return _as_holder(_read_json(data) or {}, live=True)
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return _as_holder(_read_json(data) or {}, live=False)  # its holder died without releasing it
+    finally:
+        os.close(fd)
+
+
+def _as_holder(data: dict[str, Any], live: bool) -> Holder:
+    def number(key: str) -> float | None:
+        try:
+            return float(data[key])
+        except (KeyError, TypeError, ValueError):
+            return None
+
+    pid = number("pid")
+    return Holder(
+        live=live,
+        command=str(data["command"]) if data.get("command") is not None else None,
+        pid=int(pid) if pid is not None else None,
+        host=str(data["host"]) if data.get("host") is not None else None,
+        since=number("since"),
+        expires_at=number("expires_at"),
+    )
 
 
 def _read_json(data: bytes) -> dict[str, Any] | None:

@@ -170,11 +170,29 @@ def exists(loc: Location, relpath: str) -> bool:
     return info.type == pafs.FileType.File
 
 
-def list_files(loc: Location, relpath: str = "", suffix: str = "") -> list[str]:
-    """Paths (relative to ``loc``) of files under ``relpath`` ending in ``suffix``; [] if absent.
+@dataclass(frozen=True)
+class FileStat:
+    """One entry of a listing: its path relative to the listed location, size and age."""
 
-    A failing listing is retried, then raised (``StorageError``): never an empty list.
-    """
+    path: str
+    is_dir: bool
+    size: int
+    mtime: float | None  # seconds since the epoch; None where the store does not say
+
+
+def _stat(info: pafs.FileInfo, path: str) -> FileStat:
+    ns = info.mtime_ns
+    return FileStat(
+        path=path,
+        is_dir=info.type == pafs.FileType.Directory,
+        size=int(info.size or 0),
+        mtime=ns / 1e9 if ns is not None else None,
+    )
+
+
+def stat_files(loc: Location, relpath: str = "", suffix: str = "") -> list[FileStat]:
+    """``list_files`` with each file's size and modification time, from the same single listing
+    (how old a checkpoint is, how fast a ledger grows: ``scotd status``)."""
     base = loc.join(relpath) if relpath else loc.path
 
     def infos_of() -> list[pafs.FileInfo]:
@@ -186,10 +204,53 @@ def list_files(loc: Location, relpath: str = "", suffix: str = "") -> list[str]:
     infos = _retried(f"listing {loc.uri}/{relpath}", READ_ATTEMPTS, infos_of)
     prefix = loc.path.rstrip("/") + "/"
     return sorted(
-        i.path.removeprefix(prefix)
-        for i in infos
-        if i.type == pafs.FileType.File and i.path.endswith(suffix) and ".tmp-" not in i.path
+        (
+            _stat(i, i.path.removeprefix(prefix))
+            for i in infos
+            if i.type == pafs.FileType.File and i.path.endswith(suffix) and ".tmp-" not in i.path
+        ),
+        key=lambda f: f.path,
     )
+
+
+def list_files(loc: Location, relpath: str = "", suffix: str = "") -> list[str]:
+    """Paths (relative to ``loc``) of files under ``relpath`` ending in ``suffix``; [] if absent.
+
+    A failing listing is retried, then raised (``StorageError``): never an empty list.
+    """
+    return [f.path for f in stat_files(loc, relpath, suffix)]
+
+
+def list_dir(loc: Location, relpath: str = "") -> list[FileStat]:
+    """The entries directly under ``loc/relpath`` (files and directories), by name; [] if absent.
+
+    A failing listing is retried, then raised (``StorageError``).
+    """
+    base = loc.join(relpath) if relpath else loc.path
+
+    def infos_of() -> list[pafs.FileInfo]:
+        if loc.fs.get_file_info(base).type != pafs.FileType.Directory:
+            return []
+        found: list[pafs.FileInfo] = loc.fs.get_file_info(pafs.FileSelector(base, recursive=False))
+        return found
+
+    infos = _retried(f"listing {loc.uri}/{relpath}", READ_ATTEMPTS, infos_of)
+    prefix = loc.path.rstrip("/") + "/"
+    found = (_stat(i, i.path.removeprefix(prefix)) for i in infos if ".tmp-" not in i.path)
+    return sorted(found, key=lambda f: f.path)
+
+
+def stat(loc: Location, relpath: str = "") -> FileStat | None:
+    """``loc/relpath`` as a file or a directory, or ``None`` when there is nothing there.
+
+    On object storage a "directory" is a prefix that some object starts with. A failing lookup is
+    retried, then raised (``StorageError``), never taken for "absent".
+    """
+    path = loc.join(relpath) if relpath else loc.path
+    info = _retried(f"looking up {loc.uri}/{relpath}", READ_ATTEMPTS, lambda: loc.fs.get_file_info(path))
+    if info.type == pafs.FileType.NotFound:
+        return None
+    return _stat(info, relpath)
 
 
 def move(loc: Location, src: str, dst: str) -> None:

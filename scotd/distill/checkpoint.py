@@ -26,7 +26,9 @@ import torch
 import torch.distributed.checkpoint as dcp
 from torch.distributed.checkpoint.state_dict import get_state_dict, set_state_dict
 
-TRAINER_STATE = "trainer_state.json"
+from scotd.artifacts import StudentRun
+
+TRAINER_STATE = StudentRun.TRAINER_STATE
 
 
 @dataclass

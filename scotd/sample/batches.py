@@ -45,12 +45,11 @@ from scotd.sample import records
 from scotd.sample.batchplan import ENDPOINTS, batch_line, reserve, split_batches
 from scotd.sample.config import SampleConfig
 from scotd.sample.plan import PlannedRequest, request_to_json
-from scotd.teacher.ledger import Ledger
+from scotd.teacher.ledger import BATCHES, Ledger
 from scotd.teacher.prices import Price
 
 log = logging.getLogger(__name__)
 
-BATCHES = "batches"
 TERMINAL = ("completed", "failed", "expired", "cancelled")
 METADATA_KEY = "scotd_batch"
 LIST_PAGES = 20  # at most this many pages of 100 are searched for a lost upload or batch

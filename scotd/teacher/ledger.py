@@ -29,6 +29,7 @@ from scotd import storage
 log = logging.getLogger(__name__)
 
 RESPONSES, FAILURES, UNUSABLE, QUARANTINE = "responses", "failures", "unusable", "quarantine"
+BATCHES = "batches"  # the batch route's records, ``<ledger>/batches/<id>.json`` (scotd.sample.batches)
 
 
 def request_key(identity: dict[str, Any]) -> str:
