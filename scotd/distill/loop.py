@@ -28,6 +28,7 @@ import ray.train
 import ray.train.torch
 import torch
 
+from scotd import metrics as scotd_metrics
 from scotd import storage
 from scotd.distill import checkpoint, distributed
 from scotd.distill.batches import EpochPlan, micro_batches, rank_slice
@@ -120,6 +121,8 @@ class _Worker:
         )
         self.state = checkpoint.TrainerState(fingerprint=self.fingerprint, world_size=self.world)
         self.metrics = MetricsLog(self.run_loc) if self.rank == 0 else None
+        self._run_tag = scotd_metrics.run_tag(self.run_loc.uri)
+        self._checkpointed_at = time.time()
         self._layers, self._hidden = model_shape(self.base_config)
         name = torch.cuda.get_device_name(self.device) if self.device.type == "cuda" else ""
         self.peak = peak_flops(name, self.cfg.peak_tflops) if self.device.type == "cuda" else None
@@ -158,6 +161,12 @@ class _Worker:
             ray.train.report(
                 {**metrics, "step": self.state.step, "checkpoint": True},
                 checkpoint=ray.train.Checkpoint.from_directory(tmp),
+            )
+        self._checkpointed_at = time.time()
+        if self.rank == 0:
+            scotd_metrics.set_gauge("scotd_distill_checkpoint_age_seconds", 0.0, run=self._run_tag)
+            scotd_metrics.set_gauge(
+                "scotd_distill_last_checkpoint_timestamp_seconds", self._checkpointed_at, run=self._run_tag
             )
 
     # -- data ----------------------------------------------------------------------------------
@@ -268,7 +277,24 @@ class _Worker:
             self.metrics.add(row)
             self.metrics.flush()
             print_progress(row, self.cfg.max_steps)
+            self._export_gauges(row)
         return row
+
+    def _export_gauges(self, row: dict[str, Any]) -> None:
+        """Rank 0: the row just logged to ``metrics.jsonl`` as ``scotd_distill_*`` gauges."""
+        run = self._run_tag
+        for name, key in (
+            ("scotd_distill_loss", "loss"),
+            ("scotd_distill_val_loss", "val_loss"),
+            ("scotd_distill_tokens_per_second", "tokens_per_s"),
+            ("scotd_distill_step_seconds", "step_time_s"),
+            ("scotd_distill_mfu", "mfu"),
+            ("scotd_distill_step", "step"),
+        ):
+            scotd_metrics.set_gauge(name, row.get(key), run=run)
+        scotd_metrics.set_gauge(
+            "scotd_distill_checkpoint_age_seconds", time.time() - self._checkpointed_at, run=run
+        )
 
     def _maybe_fault(self) -> None:
         """The chaos drill: SIGKILL this process once per run (a marker in the run dir says it happened)."""

@@ -14,6 +14,7 @@ from typing import Any
 import pyarrow as pa
 from tqdm import tqdm
 
+from scotd import metrics as scotd_metrics
 from scotd import prompts, storage
 from scotd.artifacts import CONFIG_FILE, EvalSummary, Evaluation
 from scotd.config import write_resolved
@@ -74,6 +75,7 @@ def _run_eval(cfg: EvalConfig) -> Evaluation:
     if not loaded.examples:
         raise ValueError(f"{cfg.task}/{cfg.split} has no valid examples")
     out = storage.location(cfg.out_dir())
+    run = scotd_metrics.run_tag(out.uri)
     write_resolved(cfg, out.uri)
     init_ray()
     require_resources(cfg.resources_per_engine, "resources_per_engine")
@@ -116,7 +118,10 @@ def _run_eval(cfg: EvalConfig) -> Evaluation:
             generations.extend(got)
             gen_s += float(sum(batch["gen_s"]))
             bar.update(len(got) // max(1, per_question))
+            scotd_metrics.inc("scotd_eval_questions_total", len(got) // max(1, per_question), run=run)
     rows = prediction_rows(loaded.examples, generations, cfg.label_only, cfg.display_name())
+    scotd_metrics.inc("scotd_eval_samples_total", len(rows), run=run)
+    scotd_metrics.inc("scotd_eval_unparseable_total", sum(r["pred_label"] is None for r in rows), run=run)
     storage.write_parquet(out, Evaluation.PREDICTIONS, pa.Table.from_pylist(rows))  # atomic
     metrics = compute_metrics(rows, cfg.ks, cfg.seed)
     wall = time.time() - started

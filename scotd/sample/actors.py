@@ -12,7 +12,7 @@ import numpy as np
 import openai
 import ray
 
-from scotd import secrets, storage
+from scotd import metrics, secrets, storage
 from scotd.sample.plan import request_from_json
 from scotd.sample.records import settle
 from scotd.teacher.client import CallOutcome, TeacherRequest, call_teacher, interpret
@@ -39,11 +39,33 @@ MAX_UNUSABLE_ANSWERS = 3
 class RateLimiterActor:
     """The one limiter of a run: every sampler on every node acquires from it."""
 
-    def __init__(self, **kwargs: Any) -> None:
+    def __init__(self, metrics_run: str = "", **kwargs: Any) -> None:
         self.limiter = RateLimiter(**kwargs)
+        self._run, self._published = metrics_run, 0.0
+        self._publish(force=True)
+
+    def _publish(self, force: bool = False) -> None:
+        """The pacing gauges (``scotd_teacher_*_rpm|tpm``, budget left), at most twice a second."""
+        now = time.monotonic()
+        if not (force or now - self._published >= 0.5) or not metrics.enabled():
+            return
+        self._published = now
+        lim, s, run = self.limiter, self.limiter.stats, self._run
+        requests, tokens = lim._requests, lim._tokens
+        metrics.set_gauge("scotd_teacher_paced_rpm", requests.rate * 60 if requests else None, run=run)
+        metrics.set_gauge("scotd_teacher_paced_tpm", tokens.rate * 60 if tokens else None, run=run)
+        metrics.set_gauge("scotd_teacher_allowed_rpm", s.rpm_limit or None, run=run)
+        metrics.set_gauge("scotd_teacher_allowed_tpm", s.tpm_limit or None, run=run)
+        metrics.set_gauge("scotd_teacher_in_flight", s.in_flight, run=run)
+        if lim.max_cost_usd is not None:
+            metrics.set_gauge("scotd_teacher_budget_usd", lim.max_cost_usd, run=run)
+            left = lim.max_cost_usd - s.cost_usd - s.reserved_cost_usd
+            metrics.set_gauge("scotd_teacher_budget_remaining_usd", max(0.0, left), run=run)
 
     async def acquire(self, est_tokens: int, est_cost_usd: float) -> Grant:
-        return await self.limiter.acquire(est_tokens, est_cost_usd)
+        grant = await self.limiter.acquire(est_tokens, est_cost_usd)
+        self._publish()
+        return grant
 
     async def complete(
         self,
@@ -54,14 +76,17 @@ class RateLimiterActor:
         rate: RateHeaders | None = None,
     ) -> None:
         self.limiter.complete(grant_id, prompt_tokens, completion_tokens, cost, rate)
+        self._publish()
 
     async def rate_limited(self, retry_after_s: float) -> None:
         self.limiter.rate_limited(retry_after_s)
+        self._publish(force=True)
 
     async def abort(self, reason: str) -> None:
         self.limiter.abort(reason)
 
     async def snapshot(self) -> dict[str, Any]:
+        self._publish()
         return self.limiter.snapshot()
 
 

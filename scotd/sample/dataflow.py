@@ -9,7 +9,7 @@ from typing import Any
 
 from tqdm import tqdm
 
-from scotd import secrets
+from scotd import metrics, secrets
 from scotd.ray_runtime import batch_rows, init_ray, require_resources
 from scotd.sample.actors import NAMESPACE, RateLimiterActor, TeacherSampler
 from scotd.sample.config import SampleConfig
@@ -37,7 +37,9 @@ def buy(
 
     budget = cfg.budget
     limiter_name = f"scotd-limiter-{run_id}"
+    run = metrics.run_tag(cfg.out_dir())
     limiter = RateLimiterActor.options(name=limiter_name, namespace=NAMESPACE).remote(  # type: ignore[attr-defined]
+        metrics_run=run,
         rpm=cfg.limits.rpm,
         tpm=cfg.limits.tpm,
         safety=cfg.limits.safety,
@@ -80,15 +82,21 @@ def buy(
     statuses: list[dict[str, Any]] = []
     bar = tqdm(total=len(rows), unit="req", desc="teacher", disable=not cfg.progress, smoothing=0.1)
     last_poll = 0.0
+    seen_429 = 0
     try:
         for batch in statuses_ds.iter_batches(batch_size=None, batch_format="numpy"):
             got = batch_rows(batch)
             statuses.extend(got)
+            metrics.count_teacher_statuses(got, run)
             bar.update(len(got))
             if time.monotonic() - last_poll > 1.0:
                 last_poll = time.monotonic()
-                bar.set_postfix_str(_postfix(ray.get(limiter.snapshot.remote())), refresh=False)
+                snap = ray.get(limiter.snapshot.remote())
+                metrics.inc("scotd_teacher_rate_limited_total", int(snap["rate_limited"]) - seen_429, run=run)
+                seen_429 = int(snap["rate_limited"])
+                bar.set_postfix_str(_postfix(snap), refresh=False)
         stats: dict[str, Any] = ray.get(limiter.snapshot.remote())
+        metrics.inc("scotd_teacher_rate_limited_total", int(stats["rate_limited"]) - seen_429, run=run)
         bar.set_postfix_str(_postfix(stats))
     finally:
         bar.close()

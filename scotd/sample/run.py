@@ -22,7 +22,7 @@ from collections import Counter
 from dataclasses import asdict
 from typing import Any
 
-from scotd import storage
+from scotd import metrics, storage
 from scotd.artifacts import SampleEstimate, SampleSummary, TeacherSamples
 from scotd.config import write_resolved
 from scotd.outlock import output_lock
@@ -252,6 +252,7 @@ def _run_sampling(cfg: SampleConfig, out: storage.Location) -> TeacherSamples:
             batch_report = asdict(outcome)
             batch_report.pop("statuses")
             statuses += outcome.statuses
+            metrics.count_teacher_statuses(outcome.statuses, metrics.run_tag(cfg.out_dir()), route="batch")
             for key, why in outcome.gave_up.items():
                 ledger.put_failure(key, {"key": key, "kind": "batch", "error": why, "at": time.time()})
             online = [unique[k] for k in outcome.retry_online]

@@ -36,7 +36,7 @@ from ray.serve.exceptions import BackPressureError
 from ray.serve.handle import DeploymentHandle
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from scotd import storage
+from scotd import metrics, storage
 from scotd.generation.engines import Generation, build_engine, is_greedy
 from scotd.serve.api import AnswerRequest, answer, chat_prompt, parse_all, prompt_for, prompt_problem
 from scotd.serve.config import ServeConfig
@@ -320,6 +320,21 @@ class AnswerAPI:
 
     @api.post("/v1/answer")
     async def answer(self, request: Request) -> Any:
+        start = time.perf_counter()
+        response = await self._answer(request)
+        run = self.model_name
+        if isinstance(response, JSONResponse):  # refused or failed: the status alone
+            metrics.inc("scotd_serve_requests_total", run=run, status=response.status_code)
+            return response
+        votes = int(response.get("max_votes") or response["samples"])  # K asked for
+        metrics.inc("scotd_serve_requests_total", run=run, status=200)
+        metrics.observe("scotd_serve_latency_seconds", time.perf_counter() - start, run=run, votes=votes)
+        metrics.inc("scotd_serve_votes_spent_total", response["samples"], run=run)
+        metrics.observe("scotd_serve_confidence", response["confidence"], run=run)
+        metrics.inc("scotd_serve_unparseable_total", response["unparseable"], run=run)
+        return response
+
+    async def _answer(self, request: Request) -> Any:
         body = await self._admit(request, AnswerRequest)
         if isinstance(body, JSONResponse):
             return body
