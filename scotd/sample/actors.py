@@ -86,7 +86,7 @@ class RateLimiterActor:
         self.limiter.abort(reason)
 
     async def snapshot(self) -> dict[str, Any]:
-        self._publish()
+        self._publish(force=True)  # the driver polls at most once a second
         return self.limiter.snapshot()
 
 
