@@ -129,6 +129,17 @@ def _kill_first_node_of(
     return nodes[0], time.monotonic()
 
 
+def _settled(count: Any, quiet_s: float = 3.0, timeout_s: float = 60.0) -> int:
+    """``count()`` once it has not changed for ``quiet_s`` (bounded)."""
+    last, since, deadline = count(), time.monotonic(), time.monotonic() + timeout_s
+    while time.monotonic() < deadline and time.monotonic() - since < quiet_s:
+        time.sleep(0.5)
+        now = count()
+        if now != last:
+            last, since = now, time.monotonic()
+    return int(last)
+
+
 def _scaled_down(lc: LocalCluster, kind: str) -> float:
     start = time.monotonic()
     lc.wait_for(f"idle {kind} nodes removed", lambda: lc.active().get(kind, 0) == 0 or None, 120)
@@ -169,8 +180,9 @@ def test_teacher_job_survives_a_lost_sampler_node_and_a_killed_driver_paying_onc
             driver = JobSubmissionClient(lc.dashboard_url).get_job_info(first).driver_info
             assert driver is not None
             os.kill(int(driver.pid), signal.SIGKILL)
-            bought_at_driver_kill = len(ledger.keys())
             status, _ = wait(lc.head, first, 60)
+            # The dead driver's samplers may still record answers already in flight: count once still.
+            bought_at_driver_kill = _settled(lambda: len(ledger.keys()))
             second = submit(lc.head, "jobs/sample.py", *args)
             status2, took = wait(lc.head, second, 300)
             text = logs(lc.head, second)

@@ -230,6 +230,7 @@ def test_an_empty_directory_and_a_missing_one(tmp_path: Path, capsys: pytest.Cap
 def test_an_object_store_lease(tmp_path: Path) -> None:
     """A directory that is not local is held by a lease object until it expires."""
     out = make_sample(tmp_path / "teacher", answered=1, summary=False)
+    now = time.time()  # leases are judged by the clock (NOW is module-import time, minutes ago in a full run)
     loc = storage.Location(
         pafs.SubTreeFileSystem(str(tmp_path), pafs.LocalFileSystem()), "teacher", "s3://b/teacher"
     )
@@ -237,12 +238,12 @@ def test_an_object_store_lease(tmp_path: Path) -> None:
         "host": "elsewhere",
         "pid": 7,
         "command": "scotd sample",
-        "since": NOW - 5,
-        "expires_at": NOW + 60,
+        "since": now - 5,
+        "expires_at": now + 60,
     }
     (out / LOCK_FILE).write_text(json.dumps(lease))
     assert read_status(loc).state == "running"
-    (out / LOCK_FILE).write_text(json.dumps({**lease, "expires_at": NOW - 1}))
+    (out / LOCK_FILE).write_text(json.dumps({**lease, "expires_at": now - 1}))
     assert read_status(loc).state == "incomplete"
 
 
