@@ -14,6 +14,10 @@ from scotd import metrics
 
 DASHBOARD = Path(__file__).resolve().parents[2] / "cluster" / "grafana" / "scotd.json"
 METRIC_ID = re.compile(rf"\b{metrics.EXPORT_PREFIX}scotd_[A-Za-z0-9_]+")
+SERVE_ID = re.compile(r"\bray_serve_[A-Za-z0-9_]+")
+# Ray Serve's own series the dashboard reads (queue depth); test_metrics_export checks that a live
+# Serve app exports them with a `deployment` label.
+RAY_SERVE_SERIES = {"ray_serve_deployment_queued_queries", "ray_serve_replica_processing_queries"}
 
 
 def _dashboard() -> dict[str, Any]:
@@ -33,6 +37,7 @@ def test_every_queried_metric_is_defined() -> None:
     used = {m for e in exprs for m in METRIC_ID.findall(e)}
     assert used, "no scotd metric queried"
     assert used <= metrics.exported_names(), sorted(used - metrics.exported_names())
+    assert {m for e in exprs for m in SERVE_ID.findall(e)} == RAY_SERVE_SERIES  # queue depth
     # and every stage shows up
     for stage in ("teacher", "distill", "eval", "serve"):
         assert any(f"scotd_{stage}_" in m for m in used), stage
@@ -52,7 +57,11 @@ def test_panels_have_titles_datasources_and_the_variables_exist() -> None:
         assert p["targets"] and all(t["datasource"]["uid"] == "${datasource}" for t in p["targets"]), p[
             "title"
         ]
-        assert all('run=~"$run"' in t["expr"] for t in p["targets"]), p["title"]
+        for t in p["targets"]:  # ours by run; Ray Serve's (no run tag) by our deployments
+            serve_only = set(SERVE_ID.findall(t["expr"])) and not METRIC_ID.findall(t["expr"])
+            assert ('deployment=~"AnswerAPI|StudentModel"' if serve_only else 'run=~"$run"') in t["expr"], p[
+                "title"
+            ]
     ids = [p["id"] for p in d["panels"]]
     assert len(ids) == len(set(ids))
 
