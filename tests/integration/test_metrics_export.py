@@ -22,6 +22,7 @@ from typing import Any
 import pytest
 
 from scotd.metrics import EXPORT_PREFIX
+from tests.unit.test_metrics_dashboard import RAY_SERVE_SERIES
 
 pytestmark = [pytest.mark.ray, pytest.mark.timeout(300)]
 
@@ -154,12 +155,19 @@ SCENARIO = textwrap.dedent(
     answers = [http_json("POST", url, {**q, "votes": k}, timeout=60) for k in (2, 3)]
     refused = http_json("POST", url, {**q, "votes": 0}, timeout=60)
     bodies = [a.body for a in answers]
+    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+    ray_serve = defaultdict(set)  # Ray Serve's own series (the dashboard's queue depth): deployments
+    for fam in text_string_to_metric_families(text):
+        for smp in fam.samples:
+            if smp.name.startswith("ray_serve_"):
+                ray_serve[smp.name].add(smp.labels.get("deployment", ""))
     want = {"serve_requests_total:200": 2.0, "serve_requests_total:422": 1.0,
             "serve_votes_spent_total": float(sum(b["samples"] for b in bodies)),
             "serve_unparseable_total": float(sum(b["unparseable"] for b in bodies)),
             "serve_latency_seconds_count:2": 1.0, "serve_latency_seconds_count:3": 1.0,
             "serve_confidence_count": 2.0}
     result["serve"] = {"statuses": [a.status for a in answers] + [refused.status], "answers": bodies,
+                       "ray_serve": {k: sorted(v) for k, v in ray_serve.items()},
                        "want": want, "scraped": settle("served-run", want)}
     serve.shutdown()
     result["wall_s"] = round(time.monotonic() - t0, 1)
@@ -250,3 +258,9 @@ def test_scraped_distill_eval_and_serve_series_equal_what_each_stage_wrote(scrap
     for key, value in s["want"].items():
         assert s["scraped"].get(key, 0.0) == pytest.approx(value), key
     assert s["scraped"].get("serve_latency_seconds_sum:2", 0.0) > 0
+    # Ray Serve's own series that the dashboard's queue-depth panel reads exist, per deployment.
+    for name in RAY_SERVE_SERIES:
+        assert {"AnswerAPI", "StudentModel"} & set(s["ray_serve"].get(name, [])), (
+            name,
+            sorted(s["ray_serve"]),
+        )
