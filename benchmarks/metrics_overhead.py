@@ -1,4 +1,5 @@
-"""The cost of watching: the same small teacher stage with ``SCOTD_METRICS=1`` and ``=0``.
+"""The cost of watching: the same small teacher stage, and the same short training run, with
+``SCOTD_METRICS=1`` and ``=0``.
 
 One local Ray cluster (8 logical CPUs, loopback, a fixed metrics export port) is started once;
 each trial is a fresh driver process that joins it with ``runtime_env={"env_vars":
@@ -6,9 +7,12 @@ each trial is a fresh driver process that joins it with ``runtime_env={"env_vars
 ``run_sample`` against its own embedded teacher (``scotd teacher-sim``, fast latency, no rate
 limit; our limiter at a high RPM) into a fresh output directory. Trials alternate on/off,
 ``--repeats`` each; the table gives the median ``sampling_s`` (Ray Data pool start-up + buying,
-from summary.json) and the driver's ``run_sample`` wall time, and the on/off ratios.
+from summary.json) and the driver's ``run_sample`` wall time, and the on/off ratios. The training
+trials (``--steps``, 0 = skip) run ``run_distill`` of the tiny student on a demo corpus (one
+worker, 2 threads, the synthetic preset) and compare the median logged ``steps_per_s`` (the
+training loop only), where rank 0 sets its gauges at every log interval.
 
-    PYTHONPATH=. python benchmarks/metrics_overhead.py [--questions 80] [--repeats 3]
+    PYTHONPATH=. python benchmarks/metrics_overhead.py [--questions 80] [--steps 120] [--repeats 3]
 """
 
 from __future__ import annotations
@@ -51,6 +55,41 @@ TRIAL = textwrap.dedent(
 )
 
 
+DISTILL_TRIAL = textwrap.dedent(
+    """
+    import json, sys, time
+    import ray
+    from scotd.config import load_config
+    from scotd.corpus.demo import write_demo_corpus
+    from scotd.distill.config import DistillConfig
+    from scotd.distill.run import run_distill
+
+    address, out, flag, steps, preset = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), sys.argv[5]
+    ray.init(address=address, runtime_env={"env_vars": {"SCOTD_METRICS": flag}}, log_to_driver=False)
+    corpus = write_demo_corpus(out + "-corpus", questions=64, per_question=4)
+    cfg = load_config(DistillConfig, preset, overrides={
+        "corpus": str(corpus), "out": out, "num_workers": 1, "cpus_per_worker": 1, "torch_threads": 2,
+        "max_steps": steps, "log_every_steps": 5, "eval_every_steps": steps, "checkpoint_every_steps": steps,
+        "val_fraction": 0.0,
+    })
+    t0 = time.perf_counter()
+    s = run_distill(cfg).summary
+    print("RESULT " + json.dumps({"wall_s": time.perf_counter() - t0, "steps_per_s": s.steps_per_s_median,
+                                  "tokens_per_s": s.tokens_per_s_median}))
+    """
+)
+
+
+def _trial(script: Path, args: list[str], env: dict[str, str]) -> dict[str, float]:
+    proc = subprocess.run(
+        [sys.executable, str(script), *args], env=env, capture_output=True, text=True, timeout=600
+    )
+    line = next((x for x in proc.stdout.splitlines() if x.startswith("RESULT ")), None)
+    if line is None:
+        raise SystemExit(f"trial failed (rc {proc.returncode}):\n{proc.stderr[-3000:]}")
+    return dict(json.loads(line[7:]))
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -61,6 +100,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--questions", type=int, default=80)
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument(
+        "--steps", type=int, default=120, help="training steps per distill trial (0 = no distill trials)"
+    )
     args = ap.parse_args()
     for k, v in {
         "RAY_USAGE_STATS_ENABLED": "0",
@@ -86,22 +128,24 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="scotd-mo-") as tmp:
         script = Path(tmp) / "trial.py"
         script.write_text(TRIAL)
+        distill_script = Path(tmp) / "distill_trial.py"
+        distill_script.write_text(DISTILL_TRIAL)
+        preset = str(REPO / "jobs" / "configs" / "distill_synthetic.yaml")
+        trained: dict[str, list[dict[str, float]]] = {"1": [], "0": []}
         for i in range(args.repeats):
             for flag in ("1", "0"):
                 out = Path(tmp) / f"run-{flag}-{i}"
-                proc = subprocess.run(
-                    [sys.executable, str(script), address, str(out), flag, str(args.questions)],
-                    env=env,
-                    capture_output=True,
-                    text=True,
-                    timeout=300,
-                )
-                line = next((x for x in proc.stdout.splitlines() if x.startswith("RESULT ")), None)
-                if line is None:
-                    raise SystemExit(f"trial failed (rc {proc.returncode}):\n{proc.stderr[-3000:]}")
-                r = json.loads(line[7:])
+                r = _trial(script, [address, str(out), flag, str(args.questions)], env)
                 results[flag].append(r)
                 print(f"trial {i} SCOTD_METRICS={flag}: {json.dumps(r)}", flush=True)
+                if args.steps:
+                    d = _trial(
+                        distill_script,
+                        [address, str(Path(tmp) / f"d-{flag}-{i}"), flag, str(args.steps), preset],
+                        env,
+                    )
+                    trained[flag].append(d)
+                    print(f"trial {i} SCOTD_METRICS={flag} distill: {json.dumps(d)}", flush=True)
     ray.shutdown()
     med = {
         f: {k: statistics.median(r[k] for r in rs) for k in ("wall_s", "sampling_s")}
@@ -115,6 +159,21 @@ def main() -> None:
         f"{'on/off ratio':16}{med['1']['sampling_s'] / med['0']['sampling_s']:>12.3f}"
         f"{med['1']['wall_s'] / med['0']['wall_s']:>10.3f}"
     )
+    if args.steps:
+        dm = {
+            f: {k: statistics.median(r[k] for r in rs) for k in ("steps_per_s", "tokens_per_s")}
+            for f, rs in trained.items()
+        }
+        print(
+            f"\ndistill, tiny student, {args.steps} steps, {args.repeats} trials each (median of logged rates)"
+        )
+        print(f"{'':16}{'steps_per_s':>12}{'tokens_per_s':>14}")
+        for f, label in (("1", "SCOTD_METRICS=1"), ("0", "SCOTD_METRICS=0")):
+            print(f"{label:16}{dm[f]['steps_per_s']:>12.2f}{dm[f]['tokens_per_s']:>14.0f}")
+        print(
+            f"{'on/off ratio':16}{dm['1']['steps_per_s'] / dm['0']['steps_per_s']:>12.3f}"
+            f"{dm['1']['tokens_per_s'] / dm['0']['tokens_per_s']:>14.3f}"
+        )
 
 
 if __name__ == "__main__":
