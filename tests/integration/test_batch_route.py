@@ -9,8 +9,11 @@ the provider's billing.
 
 from __future__ import annotations
 
+import http.server
+import json
 import subprocess
 import sys
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +24,7 @@ from scotd.config import load_config
 from scotd.sample.batchplan import reserve
 from scotd.sample.config import SampleConfig
 from scotd.sample.plan import plan_requests
-from scotd.sample.run import run_sample, status
+from scotd.sample.run import choose_route, run_sample, status
 from scotd.tasks import load_task
 from scotd.teacher.sim.process import TeacherSimProcess
 
@@ -175,3 +178,36 @@ def test_queued_token_limit_is_a_clean_resumable_stop(tmp_path: Path) -> None:
         s = run_sample(_cfg(sim, out)).summary
         stats = sim.stats()
     assert s.complete and stats["batch_lines_billed"] == 8 and stats["batches_created"] == 1
+
+
+class _NoBatchAPI(http.server.BaseHTTPRequestHandler):
+    """An OpenAI-compatible endpoint without a Batch API, as self-hosted vLLM answers: 404 JSON."""
+
+    def do_GET(self) -> None:
+        body = json.dumps({"error": {"message": f"Not Found: {self.path}", "code": 404}}).encode()
+        self.send_response(404)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+def test_route_auto_takes_batch_where_offered_and_the_run_is_big(ray_session: str, tmp_path: Path) -> None:
+    with TeacherSimProcess(SIM) as sim:
+        cfg = _cfg(sim, tmp_path / "auto", teacher={"route": "auto"}, batch={"auto_min_requests": 8})
+        assert choose_route(cfg, 7) == "online"  # below the threshold: online, whatever the endpoint
+        summary = run_sample(cfg).summary
+        stats = sim.stats()
+    assert summary.route == "batch" and summary.complete  # 8 requests, and the sim has a Batch API
+    assert stats["batches_created"] == 1 and stats["online_requests_billed"] == 0
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _NoBatchAPI)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        base_url = f"http://127.0.0.1:{server.server_address[1]}/v1"
+        cfg = _cfg(sim, tmp_path / "vllm", teacher={"route": "auto", "base_url": base_url})
+        assert choose_route(cfg, 100_000) == "online"  # no Batch API (GET /batches is a 404)
+    finally:
+        server.shutdown()
