@@ -34,11 +34,17 @@ def buy(
     init_ray()
     require_resources(cfg.pool.resources, "pool.resources")
     import ray.data
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
     budget = cfg.budget
     limiter_name = f"scotd-limiter-{run_id}"
     run = metrics.run_tag(cfg.out_dir())
-    limiter = RateLimiterActor.options(name=limiter_name, namespace=NAMESPACE).remote(  # type: ignore[attr-defined]
+    # The run's one limiter lives on the driver's node (on a cluster, the head): a lost worker node
+    # must never take it, and the whole stage, with it. (num_cpus=0: any node can hold it.)
+    here = NodeAffinitySchedulingStrategy(node_id=ray.get_runtime_context().get_node_id(), soft=False)
+    limiter = RateLimiterActor.options(  # type: ignore[attr-defined]
+        name=limiter_name, namespace=NAMESPACE, scheduling_strategy=here
+    ).remote(
         metrics_run=run,
         rpm=cfg.limits.rpm,
         tpm=cfg.limits.tpm,

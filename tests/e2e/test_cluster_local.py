@@ -27,7 +27,7 @@ import pytest
 
 from scotd import storage
 from scotd.corpus.demo import write_demo_corpus
-from scotd.localcluster.cluster import LocalCluster, up
+from scotd.localcluster.cluster import HEAD_TYPE, LocalCluster, up
 from scotd.localcluster.head import head_env
 from scotd.localcluster.s3 import local_s3
 from scotd.localcluster.spec import LocalScale
@@ -164,7 +164,7 @@ def test_teacher_job_survives_a_lost_sampler_node_and_a_killed_driver_paying_onc
             "--pool.num-samplers", "2", "--pool.resources", "{sampler: 1}", "--progress", "false",
         ]  # fmt: skip
         ledger = Ledger(f"{out}/ledger")
-        with Watcher(lc, "TeacherSampler") as seen:
+        with Watcher(lc, "TeacherSampler") as seen, Watcher(lc, "RateLimiterActor") as limiters:
             started = time.monotonic()
             first = submit(lc.head, "jobs/sample.py", *args)
             lc.wait_for("a sampler node", lambda: lc.active().get(SAMPLER), 120)
@@ -194,6 +194,8 @@ def test_teacher_job_survives_a_lost_sampler_node_and_a_killed_driver_paying_onc
     assert stats["repeated_paid_requests"] == 0 and stats["paid_requests"] == limit, stats
     assert TRAINER not in seen.max_active, "no GPU node is started for the teacher stage"
     assert seen.actor_types() == {SAMPLER}, f"samplers ran on {seen.actor_types()}"
+    # The run's one limiter stays with the driver, on the head: a lost sampler node never takes it.
+    assert limiters.actor_types() == {HEAD_TYPE}, f"the limiter ran on {limiters.actor_types()}"
     assert seen.types.get(killed) == SAMPLER
     down_s = _scaled_down(lc, SAMPLER)
     print(
