@@ -199,7 +199,7 @@ def main() -> int:
                 f"steps trained by the resubmitted job {d.get('trained_steps_this_run')}"
             )
     print(
-        f"\nwall: job done at {done_at:.1f} s; all worker nodes gone {removed_s} s later; total {time.monotonic() - wall0:.1f} s"
+        f"\nwall: job done at {done_at:.1f} s; all worker nodes gone {removed_s if removed_s is None else round(removed_s, 1)} s later; total {time.monotonic() - wall0:.1f} s"
     )
     return 0
 
