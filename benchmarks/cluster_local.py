@@ -129,7 +129,8 @@ def main() -> int:
                         break
                     time.sleep(1)
                 if client.get_job_status(first).is_terminal():
-                    print(f"the job ended before its first checkpoint: {client.get_job_status(first)}")
+                    info = client.get_job_info(first)
+                    print(f"the job ended before its first checkpoint: {info.status} ({info.message})")
                     print(client.get_job_logs(first)[-6000:])
                     return 1
                 states = storage.list_files(run_root, suffix="trainer_state.json")
