@@ -129,8 +129,8 @@ def main() -> int:
                         break
                     time.sleep(1)
                 if client.get_job_status(first).is_terminal():
-                    info = client.get_job_info(first)
-                    print(f"the job ended before its first checkpoint: {info.status} ({info.message})")
+                    ended = client.get_job_info(first)
+                    print(f"the job ended before its first checkpoint: {ended.status} ({ended.message})")
                     print(client.get_job_logs(first)[-6000:])
                     return 1
                 states = storage.list_files(run_root, suffix="trainer_state.json")
