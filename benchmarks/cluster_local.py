@@ -199,9 +199,8 @@ def main() -> int:
                 f"{d.get('started_from_checkpoint')}, resumed at {d.get('resumed_at_steps')}, "
                 f"steps trained by the resubmitted job {d.get('trained_steps_this_run')}"
             )
-    print(
-        f"\nwall: job done at {done_at:.1f} s; all worker nodes gone {removed_s if removed_s is None else round(removed_s, 1)} s later; total {time.monotonic() - wall0:.1f} s"
-    )
+    gone = "not within the wait" if removed_s is None else f"{removed_s:.1f} s later"
+    print(f"\nwall: job done at {done_at:.1f} s; all worker nodes gone {gone}; total {time.monotonic() - wall0:.1f} s")
     return 0
 
 
