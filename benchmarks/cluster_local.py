@@ -200,7 +200,9 @@ def main() -> int:
                 f"steps trained by the resubmitted job {d.get('trained_steps_this_run')}"
             )
     gone = "not within the wait" if removed_s is None else f"{removed_s:.1f} s later"
-    print(f"\nwall: job done at {done_at:.1f} s; all worker nodes gone {gone}; total {time.monotonic() - wall0:.1f} s")
+    print(
+        f"\nwall: job done at {done_at:.1f} s; all worker nodes gone {gone}; total {time.monotonic() - wall0:.1f} s"
+    )
     return 0
 
 
