@@ -21,6 +21,9 @@ LOCAL_ENV = {
 }
 
 
+# Where Ray's state API (``ray.util.state``) finds this cluster's dashboard.
+API_SERVER_ENV = "RAY_API_SERVER_ADDRESS"
+
 _started_here = False  # True when init_ray started the cluster (no autoscaler: its resources are final)
 
 
@@ -54,10 +57,19 @@ def init_ray(num_cpus: int | None = None, quiet: bool = False) -> None:
     # (set RAY_ADDRESS=auto to join that one instead).
     global _started_here
     _started_here = True
+    # With a dashboard of its own, named to every worker: Ray Train's PlacementGroupCleaner polls
+    # the state API, which otherwise looks up "the" cluster on this machine, finds none or the wrong
+    # one, and hangs ~12 s at the end of every training run.
+    from scotd.localcluster.head import free_port
+
+    dash_port = free_port()
     ray.init(
         address="local",
         num_cpus=cpus,
-        include_dashboard=False,
+        include_dashboard=True,
+        dashboard_host="127.0.0.1",
+        dashboard_port=dash_port,
+        runtime_env={"env_vars": {API_SERVER_ENV: f"http://127.0.0.1:{dash_port}"}},
         log_to_driver=not quiet,
         _node_ip_address="127.0.0.1",
     )

@@ -73,6 +73,8 @@ def start_head(
         f"--dashboard-agent-listen-port={free_port()}", "--disable-usage-stats", *(extra_args or []),
     ]  # fmt: skip
     env = env or head_env()
+    if dashboard:  # the state API of this cluster's workers (Ray Train's PlacementGroupCleaner) asks here
+        env = {**env, "RAY_API_SERVER_ADDRESS": f"http://127.0.0.1:{dash_port}"}
     log = open(log_path, "ab") if log_path else subprocess.DEVNULL  # noqa: SIM115 (the child keeps it)
     proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     head = HeadProcess(proc.pid, f"127.0.0.1:{port}", f"http://127.0.0.1:{dash_port}" if dashboard else None)
