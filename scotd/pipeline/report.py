@@ -406,6 +406,22 @@ def _probe_table(results: Mapping[str, Any]) -> list[str]:
     ]
 
 
+def _teacher_accuracy(results: Mapping[str, Any]) -> str:
+    """Per-chain accuracy of the teacher, or of each teacher when the students' corpora came from
+    several (``teacher_quality``); the parse rate and cost that follow are the first teacher's."""
+    by_input: dict[str, list[str]] = {}
+    accuracy: dict[str, float] = {}
+    for s in results["students"].values():
+        corpus = s.get("corpus") or {}
+        if corpus.get("input") and corpus.get("teacher_accuracy") is not None:
+            by_input.setdefault(corpus["input"], []).append(s["label"])
+            accuracy[corpus["input"]] = corpus["teacher_accuracy"]
+    if len(by_input) < 2:
+        return f"per-chain accuracy {100 * results['teacher']['teacher_accuracy']:.1f}%,"
+    each = "; ".join(f"{100 * accuracy[k]:.1f}% for {', '.join(labels)}" for k, labels in by_input.items())
+    return f"per-chain accuracy by teacher: {each}; the first teacher's"
+
+
 def report_markdown(results: Mapping[str, Any]) -> str:
     run, teacher = results["run"], results["teacher"]
     students = results["students"]
@@ -416,7 +432,7 @@ def report_markdown(results: Mapping[str, Any]) -> str:
         f"# SCoTD on `{run['task']}` ({run['setting']})",
         "",
         f"Teacher `{teacher['teacher_model']}`: {teacher['samples']:,} chains for {teacher['questions']:,} training "
-        f"questions (N={run['n']}), per-chain accuracy {100 * teacher['teacher_accuracy']:.1f}%, parse rate "
+        f"questions (N={run['n']}), {_teacher_accuracy(results)} parse rate "
         f"{100 * teacher['parse_rate']:.1f}%, cost ${cost:.2f}. Students: `{run['student']}`, {run['max_steps']} steps "
         f"each, the same questions and recipe. Scored on {run['eval_questions']} `{run['eval_split']}` questions: greedy, "
         f"and {(any_eval.get('sampled') or {}).get('k_drawn', 0)} sampled votes at T={ev.get('temperature', '?')}.",

@@ -22,6 +22,7 @@ from scotd.pipeline.report import (
     compare,
     headline_lines,
     rebuild_report,
+    report_markdown,
     write_report,
 )
 from scotd.pipeline.run import PipelineConfig, students
@@ -171,3 +172,17 @@ def test_probes_sit_beside_the_test_split(tmp_path: Path) -> None:
     report = (tmp_path / "report.md").read_text()
     assert "## Robustness probes (greedy, %)" in report and "| student | test | contrast | ood |" in report
     assert "| label-only | 85.0 [80.0, 90.0] | 60.0 [55.0, 65.0] | 50.0 [45.0, 55.0] |" in report
+
+
+def test_the_header_names_each_teachers_accuracy_when_students_had_different_teachers() -> None:
+    scores = {"scotd": (0.9, 0.9), "scotd_n1": (0.8, 0.8), "label_only": (0.85, 0.8)}
+    r = _results("synthetic", "supervised", scores)
+    for s in r["students"].values():
+        s["corpus"] |= {"input": "out/teacher", "teacher_accuracy": 0.7}
+    assert "per-chain accuracy 70.0%, parse rate 90.0%" in report_markdown(r)
+    r["students"]["scotd_n1"]["corpus"] |= {"input": "out/teacher-error0.25", "teacher_accuracy": 0.46}
+    header = report_markdown(r).splitlines()[2]
+    assert (
+        "per-chain accuracy by teacher: 70.0% for SCoTD (N=30), label-only; 46.0% for SCoTD (N=1); "
+        "the first teacher's parse rate 90.0%" in header
+    ), header
