@@ -79,6 +79,18 @@ def compare(a: Mapping[str, Any] | None, b: Mapping[str, Any] | None) -> dict[st
     }
 
 
+def relative_to_run(value: Any, run_uri: str) -> Any:
+    """``value`` with every path inside the run's directory written relative to it ("students/…"),
+    so that ``results.json`` still holds when the directory is copied or moved."""
+    if isinstance(value, str):
+        return "." if value == run_uri else value.removeprefix(run_uri.rstrip("/") + "/")
+    if isinstance(value, Mapping):
+        return {k: relative_to_run(v, run_uri) for k, v in value.items()}
+    if isinstance(value, list):
+        return [relative_to_run(v, run_uri) for v in value]
+    return value
+
+
 def assemble(
     cfg: PipelineConfig,
     teacher: SampleSummary,

@@ -136,7 +136,7 @@ def run_pipeline(cfg: PipelineConfig) -> dict[str, Any]:
 
 def _run_pipeline(cfg: PipelineConfig, out: PipelineRun) -> dict[str, Any]:
     from scotd.eval.metrics import per_question
-    from scotd.pipeline.report import assemble, headline_metric, write_report
+    from scotd.pipeline.report import assemble, headline_metric, relative_to_run, write_report
 
     clock = _Clock()
     write_resolved(cfg, out.uri)
@@ -178,6 +178,10 @@ def _run_pipeline(cfg: PipelineConfig, out: PipelineRun) -> dict[str, Any]:
     metric, _ = headline_metric(outcomes[0].evaluation.metrics, cfg.setting)
     correct = {o.student.key: per_question(o.evaluation.predictions(), metric) for o in outcomes}
     results = assemble(cfg, samples.summary, outcomes, clock.stages, clock.total(), previous, correct)
+    results = {
+        **relative_to_run(results, out.uri),
+        "run": {**relative_to_run(results["run"], out.uri), "out": cfg.out},
+    }
     write_report(out, results)
     return results
 

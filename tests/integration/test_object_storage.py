@@ -180,6 +180,7 @@ def test_pipeline_on_s3(on_s3: dict[str, str], tmp_path: Path) -> None:
     run_name = scotd["train"]["run_name"]
     student = f"students/{run_name}"
     assert f"{student}/export/config.json" in files
+    assert scotd["train"]["export_dir"] == f"{student}/export", "paths relative to the run: it can be copied"
     assert any(f.startswith(f"{student}/checkpoint_") for f in files), "Ray Train checkpoints on S3"
     assert {"eval/scotd/predictions.parquet", "eval/scotd/metrics.json"} <= files
     assert scotd["eval"]["questions"] == 12 and scotd["eval_reused"] is False

@@ -22,6 +22,7 @@ from scotd.pipeline.report import (
     compare,
     headline_lines,
     rebuild_report,
+    relative_to_run,
     report_markdown,
     write_report,
 )
@@ -186,3 +187,17 @@ def test_the_header_names_each_teachers_accuracy_when_students_had_different_tea
         "per-chain accuracy by teacher: 70.0% for SCoTD (N=30), label-only; 46.0% for SCoTD (N=1); "
         "the first teacher's parse rate 90.0%" in header
     ), header
+
+
+def test_paths_inside_the_run_are_written_relative_to_it() -> None:
+    run = "s3://bucket/runs/a"
+    results = {
+        "students": {
+            "x": {"train": {"run_dir": f"{run}/students/x", "export_dir": f"{run}/students/x/export"}}
+        },
+        "corpus": [{"input": f"{run}/teacher", "other": "s3://bucket/runs/ab/teacher"}, run, 3.5],
+    }
+    assert relative_to_run(results, run) == {
+        "students": {"x": {"train": {"run_dir": "students/x", "export_dir": "students/x/export"}}},
+        "corpus": [{"input": "teacher", "other": "s3://bucket/runs/ab/teacher"}, ".", 3.5],
+    }
