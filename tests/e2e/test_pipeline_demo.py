@@ -128,7 +128,7 @@ def test_demo_pipeline_small_then_resume(ray_head: LocalHead, tmp_path: Path) ->
     )
     assert str(out) in first_logs
     assert (out / "config.yaml").is_file(), "the resolved config is written next to the outputs"
-    export = Path(students["scotd"]["train"]["export_dir"])
+    export = out / students["scotd"]["train"]["export_dir"]  # paths inside the run are relative to it
     assert (export / "config.json").is_file(), "the student's HF export, ready for cluster/serve.yaml"
 
     # Re-run: nothing bought, nothing trained, every evaluation reused, the same numbers.
