@@ -82,8 +82,13 @@ SCENARIO = textwrap.dedent(
 
 
     t0 = time.monotonic()
-    ray.init(address="local", num_cpus=8, include_dashboard=False, _metrics_export_port=port,
-             _node_ip_address="127.0.0.1")
+    # A dashboard named to the workers, as scotd's own local clusters have: Ray Train's
+    # PlacementGroupCleaner otherwise stalls 12 s at the end of the distill stage.
+    from scotd.localcluster.head import free_port
+    dash = free_port()
+    ray.init(address="local", num_cpus=8, include_dashboard=True, dashboard_host="127.0.0.1",
+             dashboard_port=dash, _metrics_export_port=port, _node_ip_address="127.0.0.1",
+             runtime_env={"env_vars": {"RAY_API_SERVER_ADDRESS": f"http://127.0.0.1:{dash}"}})
     result = {}
 
     # -- teacher: a small sampling stage against the embedded teacher
