@@ -265,7 +265,7 @@ def _train_table(results: Mapping[str, Any]) -> str:
         "| student | corpus rows | questions | chains/question | steps | train loss | val loss | train time |"
     )
     rows = [head, "|---|---|---|---|---|---|---|---|"]
-    for s in results["students"].values():
+    for key, s in results["students"].items():
         c, t = s["corpus"], s["train"]
         per_q = f"{c['kept'] / max(1, c['questions_kept']):.1f}" if s["n"] is not None else "–"
         loss = (
@@ -275,7 +275,7 @@ def _train_table(results: Mapping[str, Any]) -> str:
         )
         val = f"{t['val_loss_last']:.3f}" if t["val_loss_last"] is not None else "–"
         rows.append(
-            f"| {s['label']} | {c['kept']:,} | {c['questions_kept']:,} | {per_q} | {t['final_step']} | {loss} "
+            f"| {_row_label(key, results['students'])} | {c['kept']:,} | {c['questions_kept']:,} | {per_q} | {t['final_step']} | {loss} "
             f"| {val} | {t['wall_s']:.0f} s |"
         )
     return "\n".join(rows)
@@ -335,7 +335,7 @@ def grid_section(results: Mapping[str, Any]) -> list[str]:
         "",
         f"![experiment]({PipelineRun.GRID})",
         "",
-        "| condition | x | training rows | per seed | mean [min, max] | vs reference (paired) |",
+        "| condition | x | training rows | per seed | mean [min, max] | vs reference (paired, first seed) |",
         "|---|---|---|---|---|---|",
     ]
     for key, cell in grid.items():
@@ -406,16 +406,22 @@ def _probe_table(results: Mapping[str, Any]) -> list[str]:
     metric = results["headline"]["metric"]
     head = f"| student | {results['run']['eval_split']} | " + " | ".join(splits) + " |"
     rows = ["", f"## Robustness probes ({metric}, %)", "", head, "|---|" + "---|" * (1 + len(splits))]
-    for s in students.values():
+    for key, s in students.items():
         test_cell = accuracy_cell(headline_metric(s["eval"], results["run"]["setting"])[1])
         cells = [accuracy_cell(s.get("probes", {}).get(split)) for split in splits]
-        rows.append(f"| {s['label']} | {test_cell} | " + " | ".join(cells) + " |")
+        rows.append(f"| {_row_label(key, students)} | {test_cell} | " + " | ".join(cells) + " |")
     return [
         *rows,
         "",
         "contrast: each test question minimally edited so that its answer changes; "
         "ood: more reasoning steps than any training question.",
     ]
+
+
+def _row_label(key: str, students: Mapping[str, Any]) -> str:
+    """A student's label, with its key when seeds share the label ("N=30 (n30-s1)")."""
+    label = students[key]["label"]
+    return label if sum(s["label"] == label for s in students.values()) == 1 else f"{label} ({key})"
 
 
 def _teacher_accuracy(results: Mapping[str, Any]) -> str:
@@ -451,7 +457,7 @@ def report_markdown(results: Mapping[str, Any]) -> str:
         "",
         "## Accuracy (%) with 95% bootstrap intervals",
         "",
-        results_table({s["label"]: s["eval"] for s in students.values()}),
+        results_table({_row_label(key, students): s["eval"] for key, s in students.items()}),
         "",
         *[f"- {line}" for line in headline_lines(results)],
         *_paper_table(results),
@@ -545,7 +551,7 @@ def write_report(out: PipelineRun, results: Mapping[str, Any]) -> None:
     loc = out.location
     storage.write_bytes(loc, out.RESULTS, json.dumps(results, indent=2, default=str).encode())
     storage.write_bytes(loc, out.REPORT, report_markdown(results).encode())
-    models = {s["label"]: s["eval"] for s in results["students"].values()}
+    models = {_row_label(k, results["students"]): s["eval"] for k, s in results["students"].items()}
     title = f"self-consistency on {results['run']['task']}/{results['run']['eval_split']}"
     storage.write_bytes(loc, out.VOTE_CURVE, vote_curve_png(models, title))
     storage.write_bytes(loc, out.N_ABLATION, n_ablation_png(results))

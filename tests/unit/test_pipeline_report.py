@@ -201,3 +201,13 @@ def test_paths_inside_the_run_are_written_relative_to_it() -> None:
         "students": {"x": {"train": {"run_dir": "students/x", "export_dir": "students/x/export"}}},
         "corpus": [{"input": "teacher", "other": "s3://bucket/runs/ab/teacher"}, ".", 3.5],
     }
+
+
+def test_seeds_sharing_a_label_keep_a_row_each() -> None:
+    scores = {"scotd": (0.9, 0.9), "scotd_n1": (0.8, 0.8), "label_only": (0.85, 0.8)}
+    r = _results("synthetic", "supervised", scores)
+    r["students"]["scotd_n1"]["label"] = "SCoTD (N=30)"  # as an experiment's seeds of one condition
+    report = report_markdown(r)
+    assert "| SCoTD (N=30) (scotd) | 90.0 [85.0, 95.0] |" in report
+    assert "| SCoTD (N=30) (scotd_n1) | 80.0 [75.0, 85.0] |" in report
+    assert "| label-only | 85.0" in report
