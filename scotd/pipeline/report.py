@@ -551,8 +551,13 @@ def write_report(out: PipelineRun, results: Mapping[str, Any]) -> None:
     loc = out.location
     storage.write_bytes(loc, out.RESULTS, json.dumps(results, indent=2, default=str).encode())
     storage.write_bytes(loc, out.REPORT, report_markdown(results).encode())
-    models = {_row_label(k, results["students"]): s["eval"] for k, s in results["students"].items()}
+    students, grid = results["students"], results.get("grid") or {}
     title = f"self-consistency on {results['run']['task']}/{results['run']['eval_split']}"
+    if len(students) > len(grid) > 0:  # several seeds: one curve per condition (its first seed) stays legible
+        models = {cell["label"]: students[key]["eval"] for key, cell in grid.items() if key in students}
+        title += " (first seed)"
+    else:
+        models = {_row_label(k, students): s["eval"] for k, s in students.items()}
     storage.write_bytes(loc, out.VOTE_CURVE, vote_curve_png(models, title))
     storage.write_bytes(loc, out.N_ABLATION, n_ablation_png(results))
     if results.get("grid"):
