@@ -58,8 +58,9 @@ def init_ray(num_cpus: int | None = None, quiet: bool = False) -> None:
     global _started_here
     _started_here = True
     # With a dashboard of its own, named to every worker: Ray Train's PlacementGroupCleaner polls
-    # the state API, which otherwise looks up "the" cluster on this machine, finds none or the wrong
-    # one, and hangs ~12 s at the end of every training run.
+    # the state API, which otherwise looks up "the" cluster on this machine. When another cluster
+    # runs here it asks that one: it hangs (12 s at the end of every training run) or hears "no
+    # such actor" and takes the controller for dead.
     from scotd.localcluster.head import free_port
 
     dash_port = free_port()

@@ -178,10 +178,8 @@ def _run_pipeline(cfg: PipelineConfig, out: PipelineRun) -> dict[str, Any]:
     metric, _ = headline_metric(outcomes[0].evaluation.metrics, cfg.setting)
     correct = {o.student.key: per_question(o.evaluation.predictions(), metric) for o in outcomes}
     results = assemble(cfg, samples.summary, outcomes, clock.stages, clock.total(), previous, correct)
-    results = {
-        **relative_to_run(results, out.uri),
-        "run": {**relative_to_run(results["run"], out.uri), "out": cfg.out},
-    }
+    results = relative_to_run(results, out.uri)
+    results["run"]["out"] = cfg.out  # as the user gave it
     write_report(out, results)
     return results
 
