@@ -91,7 +91,11 @@ def finish_png(fig: Any, ax: Any, xlabel: str, title: str) -> bytes:
     ax.set_ylabel("accuracy (%)")
     ax.set_title(title)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    if len(ax.get_legend_handles_labels()[0]) > 8:  # many students: the legend beside the plot, not on it
+        fig.set_size_inches(fig.get_size_inches()[0] + 3.2, fig.get_size_inches()[1])
+        ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    else:
+        ax.legend(fontsize=8)
     buf = io.BytesIO()
     fig.tight_layout()
     fig.savefig(buf, format="png")

@@ -329,13 +329,15 @@ def grid_section(results: Mapping[str, Any]) -> list[str]:
         return []
     metric = results["headline"]["metric"]
     comparisons = results["headline"]["comparisons"]
+    ref_key = next(iter(comparisons), "").split("_vs_")[0]
+    ref = grid[ref_key]["label"] if ref_key in grid else "reference"
     lines = [
         "",
         f"## Experiment ({metric}, %)",
         "",
         f"![experiment]({PipelineRun.GRID})",
         "",
-        "| condition | x | training rows | per seed | mean [min, max] | vs reference (paired, first seed) |",
+        f"| condition | x | training rows | per seed | mean [min, max] | − {ref} (points; paired, first seed) |",
         "|---|---|---|---|---|---|",
     ]
     for key, cell in grid.items():
@@ -346,14 +348,15 @@ def grid_section(results: Mapping[str, Any]) -> list[str]:
             else f"{100 * cell['mean']:.1f} [{100 * cell['spread'][0]:.1f}, {100 * cell['spread'][1]:.1f}]"
         )
         c = next((v for k, v in comparisons.items() if k.endswith(f"_vs_{key}")), None)
+        # a comparison is reference − condition; the table reads condition − reference
         vs = "reference" if c is None else (
-            f"{c['paired']['diff_points']:+.1f} ({_p(c['paired']['p_value'])})" if "paired" in c else f"{c['diff_points']:+.1f}"
+            f"{-c['paired']['diff_points']:+.1f} ({_p(c['paired']['p_value'])})" if "paired" in c else f"{-c['diff_points']:+.1f}"
         )  # fmt: skip
         rows = cell["corpus"].get("kept", "–")
         lines.append(
             f"| {cell['label']} | {'' if cell['x'] is None else cell['x']} | {rows} | {seeds} | {mean} | {vs} |"
         )
-    return lines
+    return [*lines, ""]
 
 
 def grid_png(results: Mapping[str, Any]) -> bytes:

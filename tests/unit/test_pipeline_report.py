@@ -20,6 +20,7 @@ from scotd.pipeline.report import (
     _computed_times,
     assemble,
     compare,
+    grid_section,
     headline_lines,
     rebuild_report,
     relative_to_run,
@@ -211,3 +212,19 @@ def test_seeds_sharing_a_label_keep_a_row_each() -> None:
     assert "| SCoTD (N=30) (scotd) | 90.0 [85.0, 95.0] |" in report
     assert "| SCoTD (N=30) (scotd_n1) | 80.0 [75.0, 85.0] |" in report
     assert "| label-only | 85.0" in report
+
+
+def test_the_experiment_table_reads_condition_minus_reference() -> None:
+    scores = {"scotd": (0.6, 0.6), "scotd_n1": (0.5, 0.5), "label_only": (0.2, 0.2)}
+    qs = [f"q{i}" for i in range(20)]
+    correct = {k: {q: i < 20 * g for i, q in enumerate(qs)} for k, (g, _) in scores.items()}
+    r = _results("synthetic", "supervised", scores, correct)
+    r["grid"] = {
+        k: {"label": r["students"][k]["label"], "x": None, "corpus": {"kept": 900}, "seeds": {"0": g}, "mean": g,
+            "spread": [g, g]}
+        for k, (g, _) in scores.items()
+    }  # fmt: skip
+    table = "\n".join(grid_section(r))
+    assert "| − SCoTD (N=30) (points; paired, first seed) |" in table
+    assert "| SCoTD (N=30) |  | 900 | 60.0 | 60.0 [60.0, 60.0] | reference |" in table
+    assert "| label-only |  | 900 | 20.0 | 20.0 [20.0, 20.0] | -40.0 (p=" in table  # below: negative
