@@ -119,6 +119,17 @@ def _json(uri: str, name: str) -> dict[str, Any]:
     return dict(json.loads(raw))
 
 
+def _registered_checkpoints(run: str) -> int:
+    """Checkpoints Ray Train's controller has registered for ``run`` (its manager snapshot). A
+    checkpoint's files can be in storage before the controller polls the report; a node killed in
+    that gap restarts the group from step 0, so the test waits for the registration itself."""
+    loc = storage.location(run)
+    if not storage.exists(loc, "checkpoint_manager_snapshot.json"):
+        return 0
+    raw = storage.read_bytes(loc, "checkpoint_manager_snapshot.json")
+    return len(json.loads(raw).get("checkpoint_results") or []) if raw else 0
+
+
 def _kill_first_node_of(
     lc: LocalCluster, driver: Driver, actor_part: str, ready: Any, timeout_s: float
 ) -> tuple[str, float]:
@@ -222,7 +233,7 @@ def test_distill_on_trainer_nodes_restarts_from_the_s3_checkpoint_after_a_lost_n
             "--resources-per-worker", "{accelerator: 1}", "--checkpoint-every-steps", "5",
             "--eval-every-steps", "1000", "--log-every-steps", "5", "--out", out, "--name", name,
         )  # fmt: skip
-        checkpointed = lambda: storage.list_files(storage.location(run), suffix="trainer_state.json") or None  # noqa: E731
+        checkpointed = lambda: _registered_checkpoints(run) or None  # noqa: E731
         killed, at = _kill_first_node_of(lc, driver, "RayTrainWorker", checkpointed, 300)
         back = lc.wait_for(
             "the worker group back at full size",
